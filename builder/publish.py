@@ -25,12 +25,9 @@ class Destination(Protocol):
 
 
 def split_ref(rest: str) -> tuple[str, str | None]:
-    """`DIR[:REF]` → (DIR, REF). A colon inside a path component that looks like a drive or port is kept."""
-    if ":" in rest:
-        path, _, ref = rest.rpartition(":")
-        if path and "/" not in ref:
-            return path, ref or None
-    return rest, None
+    """`DIR[:REF]` -> (DIR, REF), split at the first colon as skopeo does, so REF may be `name:tag`."""
+    path, _, ref = rest.partition(":")
+    return path, ref or None
 
 
 @dataclass
