@@ -1,0 +1,1 @@
+"""Stacks: run images (what ships) and build environments, from package archives or base images."""
