@@ -117,11 +117,17 @@ def _registry_ref(rest: str, default_tag: str | None) -> "Reference":
     return Reference.parse(rest, default_tag)
 
 
+def tag_part(tag: str) -> str:
+    """`name:1` → `1`; `name` → `latest` (the default ref inside a layout or archive)."""
+    last = tag.rpartition("/")[2]
+    return last.rpartition(":")[2] if ":" in last else "latest"
+
+
 TRANSPORTS = {
     "oci": lambda spec, rest, tag: OCILayoutDestination(spec, Path(split_ref(rest)[0]),
-                                                        split_ref(rest)[1] or tag),
+                                                        split_ref(rest)[1] or tag_part(tag)),
     "oci-archive": lambda spec, rest, tag: OCIArchiveDestination(spec, Path(split_ref(rest)[0]),
-                                                                 split_ref(rest)[1] or tag),
+                                                                 split_ref(rest)[1] or tag_part(tag)),
     "docker-archive": lambda spec, rest, tag: DockerArchiveDestination(
         spec, _split_archive(rest)[0], docker_name(_split_archive(rest)[1], tag)),
     "docker-daemon": lambda spec, rest, tag: DaemonDestination(spec, docker_name(rest, tag)),
