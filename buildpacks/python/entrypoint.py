@@ -1,0 +1,115 @@
+"""Choosing how a Python app starts, with no configuration. Each rule says why it fired."""
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import PybuildError
+
+WSGI_FACTORIES = {"Flask", "Bottle", "Falcon", "App", "Pyramid", "Configurator"}
+ASGI_FACTORIES = {"FastAPI", "Starlette", "Quart", "Litestar", "Sanic", "Starlite"}
+ASGI_MODULES = {"fastapi", "starlette", "quart", "litestar", "sanic", "falcon.asgi", "django.core.asgi"}
+APP_NAMES = ("app", "application", "api", "server")
+CONVENTION_FILES = ("main.py", "app.py", "wsgi.py", "asgi.py", "server.py")
+
+
+@dataclass
+class Entrypoint:
+    rule: str  # which rule fired, shown by `pybuild detect`
+    command: list[str]  # argv; `python` means the stack's interpreter
+    needs: list[str] = field(default_factory=list)  # servers to install when the app does not list them
+    processes: dict[str, list[str]] = field(default_factory=dict)  # other Procfile processes
+
+
+def parse_procfile(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$", line)
+        if not m:
+            raise PybuildError(f"{path.name}, line {n}: expected `name: command`", hint="e.g. `web: gunicorn app:app`")
+        try:
+            out[m.group(1)] = shlex.split(m.group(2))
+        except ValueError as exc:
+            raise PybuildError(f"{path.name}, line {n}: {exc}")
+    return out
+
+
+def find_app_object(path: Path) -> tuple[str, str] | None:
+    """(variable, "wsgi"|"asgi") for a module-level web app object in `path`, else None."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError):
+        return None
+    imports: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imports.add(node.module)
+        elif isinstance(node, ast.Import):
+            imports.update(a.name for a in node.names)
+    asgi_imports = any(m == a or m.startswith(a + ".") for m in imports for a in ASGI_MODULES)
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            value = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            targets, value = [node.target.id], node.value
+        else:
+            continue
+        for name in targets:
+            if name not in APP_NAMES:
+                continue
+            factory = ""
+            if isinstance(value, ast.Call):
+                func = value.func
+                factory = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and func.value.attr == "asgi":
+                    return name, "asgi"
+            if factory in ASGI_FACTORIES or (factory not in WSGI_FACTORIES and asgi_imports):
+                return name, "asgi"
+            if factory == "get_asgi_application":
+                return name, "asgi"
+            return name, "wsgi"
+    return None
+
+
+def choose(app_dir: Path, process: str | None = None, scripts: dict[str, str] | None = None) -> Entrypoint:
+    """Procfile > a single [project.scripts] entry > app object conventions > python main.py."""
+    procfile = app_dir / "Procfile"
+    if procfile.is_file():
+        procs = parse_procfile(procfile)
+        name = process or ("web" if "web" in procs else next(iter(procs), None))
+        if name and name in procs:
+            return Entrypoint(f"Procfile `{name}:` line", procs[name],
+                              processes={k: v for k, v in procs.items() if k != name})
+    if scripts and len(scripts) == 1:
+        (name, target), = scripts.items()
+        return Entrypoint(f"the single [project.scripts] entry {name!r}", [name])
+    for fname in CONVENTION_FILES:
+        path = app_dir / fname
+        if not path.is_file():
+            continue
+        found = find_app_object(path)
+        if not found:
+            continue
+        var, kind = found
+        module = fname[:-3]
+        if kind == "asgi":
+            return Entrypoint(f"ASGI app object `{var}` in {fname}, served by uvicorn",
+                              ["python", "-m", "uvicorn", f"{module}:{var}", "--host", "0.0.0.0", "--port", "${PORT}"],
+                              ["uvicorn"])
+        return Entrypoint(f"WSGI app object `{var}` in {fname}, served by gunicorn",
+                          ["python", "-m", "gunicorn", "--access-logfile", "-", f"{module}:{var}"], ["gunicorn"])
+    if (app_dir / "main.py").is_file():
+        return Entrypoint("main.py at the root, run with python", ["python", "main.py"])
+    singles = sorted(p.name for p in app_dir.glob("*.py"))
+    if len(singles) == 1:
+        return Entrypoint(f"the only Python file, {singles[0]}, run with python", ["python", singles[0]])
+    raise PybuildError("cannot tell how to start this Python app",
+                       hint="add a Procfile (`web: gunicorn app:app`), a main.py, or pass --entrypoint")
