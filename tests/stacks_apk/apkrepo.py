@@ -15,6 +15,7 @@ import http.server
 import io
 import tarfile
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,15 +138,32 @@ def build_index(entries: list[dict[str, str]], key: SigningKey, algo: str = "RSA
 def write_repository(root: Path, packages: list[Package], key: SigningKey, arch: str = "x86_64",
                      algo: str = "RSA") -> Path:
     """`root/<arch>/APKINDEX.tar.gz` and `root/<arch>/<name>-<version>.apk` for each package."""
+    return write_built(root, [build_apk(pkg, key, algo) for pkg in packages], key, arch, algo)
+
+
+def write_built(root: Path, built: list[tuple[bytes, dict[str, str]]], key: SigningKey, arch: str = "x86_64",
+                algo: str = "RSA") -> Path:
+    """A repository of already built (apk bytes, index fields) pairs; `S:` follows the bytes."""
     folder = Path(root) / arch
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
-    for pkg in packages:
-        apk, fields = build_apk(pkg, key, algo)
-        (folder / f"{pkg.name}-{pkg.version}.apk").write_bytes(apk)
-        entries.append(fields)
+    for apk, fields in built:
+        (folder / f"{fields['P']}-{fields['V']}.apk").write_bytes(apk)
+        entries.append({**fields, "S": str(len(apk))})
     (folder / "APKINDEX.tar.gz").write_bytes(build_index(entries, key, algo))
     return Path(root)
+
+
+def gzip_streams(data: bytes) -> list[bytes]:
+    """The concatenated gzip streams of an .apk or APKINDEX.tar.gz, as they are (compressed)."""
+    out = []
+    while data:
+        d = zlib.decompressobj(31)
+        d.decompress(data)
+        rest = d.unused_data
+        out.append(data[:len(data) - len(rest)])
+        data = rest
+    return out
 
 
 class RepositoryServer:
