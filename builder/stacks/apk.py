@@ -338,7 +338,14 @@ class ApkSource:
 
     def _repository(self, clean: str, url: str) -> list[PackageRecord]:
         where = f"APK repository {clean} ({self.arch}/APKINDEX.tar.gz)"
-        raw = b"".join(self._get(f"{url}/{self.arch}/APKINDEX.tar.gz"))
+        try:
+            raw = b"".join(self._get(f"{url}/{self.arch}/APKINDEX.tar.gz"))
+        except NetworkError as exc:
+            if "not found" not in exc.message:
+                raise
+            raise NetworkError(f"APK repository {clean} has no {self.arch}/APKINDEX.tar.gz",
+                               hint="check the repository URL (the folder above the architecture folders) "
+                                    "and the stack's architecture")
         try:
             ends = gzip_member_ends(io.BytesIO(raw))
         except PybuildError as exc:

@@ -25,7 +25,8 @@ def _resolve(src, names):
 
 
 def _cached_packages(src) -> list[Path]:
-    return sorted(p for p in (src.cache / "packages" / "sha256").iterdir())
+    folder = src.cache / "packages" / "sha256"
+    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 # -- versions and dependency syntax ------------------------------------------------------------
@@ -130,6 +131,25 @@ def test_repositories_and_keys_from_settings(apk_url, apk_repos, make_source, mo
         make_source([], **{"repositories-setting": "PYBUILD_TEST_APK_REPOSITORIES"})
 
 
+def test_local_repository_and_credentials_kept_out_of_the_lock(apk_url, apk_repos, make_source):
+    local = make_source([f"file://{apk_repos['root']}/main"])
+    rec = next(r for r in local.load_index()[0] if r.name == "musl")
+    assert local.lock_entry(rec)["repository"] == f"file://{apk_repos['root']}/main"
+    authed = make_source([apk_url.replace("http://", "http://user:secret@") + "/main"])
+    rec = next(r for r in authed.load_index()[0] if r.name == "musl")
+    entry = authed.lock_entry(rec)
+    assert entry["repository"] == f"{apk_url}/main" and "secret" not in str(entry)
+    tw = TarWriter()
+    authed.finish(tw, [entry])
+    assert b"secret" not in tw.entries["etc/apk/repositories"].data
+
+
+def test_missing_architecture_is_named(apk_url, make_source):
+    src = make_source([f"{apk_url}/main"], architecture="aarch64")
+    with pytest.raises(NetworkError, match=f"APK repository {apk_url}/main has no aarch64/APKINDEX.tar.gz"):
+        src.load_index()
+
+
 # -- resolution --------------------------------------------------------------------------------
 
 def test_resolves_so_cmd_and_pc_dependencies(apk_url, make_source):
@@ -196,39 +216,33 @@ def _rewrite(root: Path, key: SigningKey, change) -> None:
     write_built(root / "main", built, key)
 
 
-def test_swapped_data_stream_fails_the_datahash(repo_copy, apk_repos, make_source):
+def _swap_data(apk_repos):
+    """The data stream of another build of `app` (control and signature untouched)."""
+    evil = build_apk(Package("app", "0.1-r0", {"usr/share/app/data.txt": b"evil\n"}), apk_repos["main"])[0]
+    return lambda s: s[0] + s[1] + gzip_streams(evil)[2]
+
+
+def _resign(apk_repos):
+    """A signature by another key that carries the trusted key's name."""
+    impostor = SigningKey.generate("pybuild-test-main.rsa.pub")
+    return lambda s: impostor.signature_segment(s[1]) + s[1] + s[2]
+
+
+@pytest.mark.parametrize("victim, make_change, message", [
+    ("app", _swap_data, "app 0.1-r0 .*does not match the datahash"),
+    ("musl", _resign, "musl 1.2.5-r0 .*signature by key pybuild-test-main.rsa.pub does not verify"),
+])
+def test_tampered_package_is_refused_at_lock(repo_copy, apk_repos, make_source, victim, make_change, message):
     root, url = repo_copy
-    evil = gzip_streams(build_apk(Package("app", "0.1-r0", {"usr/share/app/data.txt": b"evil\n"}),
-                                  apk_repos["main"])[0])[2]
+    change = make_change(apk_repos)
 
-    def swap(name, apk, fields):
-        if name == "app":
-            s = gzip_streams(apk)
-            apk = s[0] + s[1] + evil
-        return apk, fields
+    def tamper(name, apk, fields):
+        return (change(gzip_streams(apk)) if name == victim else apk), fields
 
-    _rewrite(root, apk_repos["main"], swap)
+    _rewrite(root, apk_repos["main"], tamper)
     src = make_source([f"{url}/main"])
-    rec = next(r for r in src.load_index()[0] if r.name == "app")
-    with pytest.raises(VerificationError, match="does not match the datahash"):
-        src.lock_entry(rec)
-    assert not (src.cache / "packages" / "sha256").exists() or not _cached_packages(src)
-
-
-def test_package_signed_by_another_key_is_refused(repo_copy, apk_repos, make_source):
-    root, url = repo_copy
-    impostor = SigningKey.generate("pybuild-test-main.rsa.pub")  # same name, other key
-
-    def resign(name, apk, fields):
-        if name == "musl":
-            s = gzip_streams(apk)
-            apk = impostor.signature_segment(s[1]) + s[1] + s[2]
-        return apk, fields
-
-    _rewrite(root, apk_repos["main"], resign)
-    src = make_source([f"{url}/main"])
-    rec = next(r for r in src.load_index()[0] if r.name == "musl")
-    with pytest.raises(VerificationError, match="musl 1.2.5-r0 .*signature by key pybuild-test-main.rsa.pub does not verify"):
+    rec = next(r for r in src.load_index()[0] if r.name == victim)
+    with pytest.raises(VerificationError, match=message):
         src.lock_entry(rec)
     assert not _cached_packages(src)
 
