@@ -194,7 +194,7 @@ class RegistryClient:
         self._base: str | None = None
         self._verify = True
         self._auth: dict[tuple[str, ...], str] = {}  # scope -> Authorization header
-        self._basic = False
+        self._basic: str | None = None  # the Basic header, once the registry asked for it
 
     # -- transport ----------------------------------------------------------------------------------
     @property
@@ -265,23 +265,30 @@ class RegistryClient:
             raise PybuildError(f"token service {realm} of registry {self.host} returned no token")
         return "Bearer " + token
 
-    def _authorize(self, response: requests.Response, scope: tuple[str, ...], repo: str | None) -> bool:
-        """Answer a 401 challenge; False when there is nothing more to try."""
+    def _authorize(self, response: requests.Response, scope: tuple[str, ...], repo: str | None,
+                   sent: str | None) -> bool:
+        """Answer a 401 challenge; False when there is nothing new to try."""
+        with self._lock:
+            current = self._auth.get(scope) or self._basic
+        if current and current != sent:
+            return True  # another thread has already answered the challenge
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if scheme == "bearer":
             header = self._token(params, scope, repo)
         elif scheme == "basic":
             creds = self._creds(repo)
-            if creds.anonymous or self._basic:
+            if creds.anonymous:
                 return False
             header = basic_header(creds)
-            self._basic = True
         else:
             return False
+        if header == sent:
+            return False
         with self._lock:
-            if self._auth.get(scope) == header:
-                return False
-            self._auth[scope] = header
+            if scheme == "basic":
+                self._basic = header
+            else:
+                self._auth[scope] = header
         return True
 
     def request(self, method: str, path: str, *, scope: tuple[str, ...] = (), repo: str | None = None,
@@ -297,8 +304,7 @@ class RegistryClient:
         while attempt < attempts:
             hdrs = dict(headers or {})
             with self._lock:
-                auth = self._auth.get(scope) or (basic_header(self.credentials) if self._basic and self.credentials
-                                                 else None)
+                auth = self._auth.get(scope) or self._basic
                 self.stats.requests += 1
             if auth:
                 hdrs["Authorization"] = auth
@@ -314,7 +320,7 @@ class RegistryClient:
                     data.close()  # type: ignore[union-attr]
             if response is not None and response.status_code == 401 and auth_tries < 2:
                 auth_tries += 1
-                if self._authorize(response, scope, repo):
+                if self._authorize(response, scope, repo, auth):
                     continue
             if response is not None and response.status_code not in RETRY_STATUS:
                 return response
@@ -403,7 +409,8 @@ class RegistryClient:
         return r.headers["Location"]
 
     def _upload(self, repo: str, blob: Blob, location: str | None) -> None:
-        for attempt in range(4):
+        restarts = self.retries + 2
+        for attempt in range(restarts):
             if attempt:
                 with self._lock:
                     self.stats.restarted += 1
@@ -418,9 +425,10 @@ class RegistryClient:
                     self._put_chunks(repo, blob, loc)
                 return
             except (_UploadLost, NetworkError):
-                if attempt == 3:
-                    raise
-        raise PybuildError(f"registry {self.host}: could not upload {blob.digest}")
+                if attempt == restarts - 1:
+                    break
+        raise NetworkError(f"registry {self.host}: the upload of {blob.digest[:19]} to {repo} kept failing "
+                           f"({restarts} attempts)", hint="check the network and the registry's log, then try again")
 
     def _finish_url(self, loc: str, digest: str) -> str:
         return loc + ("&" if "?" in loc else "?") + urlencode({"digest": digest})
@@ -480,9 +488,11 @@ class RegistryClient:
             raise _UploadLost()
         rng = r.headers.get("Range", "0--1").replace("bytes=", "")
         try:
-            offset = int(rng.split("-", 1)[1]) + 1
+            end = int(rng.split("-", 1)[1])
         except (IndexError, ValueError):
             raise _UploadLost()
+        # "0-0" is what an empty upload reports too; a 1-byte chunk never goes this way (it is monolithic)
+        offset = end + 1 if end > 0 else 0
         return r.headers.get("Location") or loc, offset
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
