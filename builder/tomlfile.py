@@ -32,7 +32,16 @@ def load_toml(path: Path, what: str = "file") -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PybuildError(f"{path}: invalid TOML: {exc}", hint=f"fix the syntax of the {what} at the line shown")
+        detail = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", detail)
+        if m:
+            where = f"line {m.group(1)}, column {m.group(2)}"
+            detail = detail[:m.start()].strip()
+        else:
+            where = f"line {max(1, len(text.splitlines()))} (end of file)"
+            detail = re.sub(r"\s*\(at end of document\)", "", detail)
+        raise PybuildError(f"{path}, {where}: invalid TOML: {detail}",
+                           hint=f"fix the syntax of the {what} at the line shown")
 
 
 def _line_of(text: str, key: str) -> int | None:
