@@ -13,6 +13,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,7 +105,10 @@ def image(store) -> Image:
 def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own PYBUILD_CACHE_DIR and no user registry credentials."""
     monkeypatch.setenv("PYBUILD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     monkeypatch.delenv("PYBUILD_INSECURE_REGISTRIES", raising=False)
 
@@ -327,8 +331,8 @@ def proxy_factory():
 @pytest.fixture
 def podman(tmp_path):
     need("podman")
-    root = tmp_path / "podman"
-    args = ["podman", "--root", str(root / "root"), "--runroot", str(root / "runroot"),
+    root = Path(tempfile.mkdtemp(prefix="pbp-", dir="/tmp"))  # podman wants a runroot under 50 characters
+    args = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"),
             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
 
     def run(*more: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -341,3 +345,4 @@ def podman(tmp_path):
     run.root = root  # type: ignore[attr-defined]
     yield run
     subprocess.run(args + ["system", "reset", "--force"], capture_output=True, timeout=120)
+    shutil.rmtree(root, ignore_errors=True)
