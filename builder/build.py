@@ -74,9 +74,15 @@ def detect(ctx: DetectContext, registry: plugins.Registry, order: list[list[Memb
             elif not member.optional:
                 ok = False
                 break
-        tried.append(log)
         if ok and results:
-            return DetectOutcome(results, tried)
+            from .cnb import resolve_plans
+
+            resolved, why = resolve_plans(results, {m.id for m in group if m.optional})
+            if resolved:
+                tried.append(log)
+                return DetectOutcome(resolved, tried)
+            log.append(("(group " + "+".join(m.id for m in group) + ")", DetectResult.failed(why)))
+        tried.append(log)
     lines = [f"  {bp_id}: {res.reason or 'did not pass'}" for log in tried for bp_id, res in log
              if res.status != "pass"]
     raise DetectError(f"no buildpack recognised an app in {ctx.app_dir.name and ctx.project.get('_source', ctx.app_dir)}",
@@ -167,13 +173,26 @@ def pick_process(processes: list[Process], wanted: str | None) -> Process | None
 
 
 def load_project(root: Path) -> dict:
-    """project.toml, when present (validated by builder.project when that module is installed)."""
-    path = root / "project.toml"
-    if not path.exists():
-        return {}
-    from .tomlfile import load_toml
+    """project.toml, when present, validated (see builder.project)."""
+    from .project import load
 
-    return load_toml(path, "project descriptor")
+    return load(root)
+
+
+def apply_project(opts: BuildOptions, project: dict) -> BuildOptions:
+    """project.toml settings under the command line's: [io.pybuild] stack, run-image, entrypoint,
+    process, env (build and launch, like -e) and [[io.buildpacks.build.env]] (build only)."""
+    from dataclasses import replace
+
+    from . import project as proj
+
+    pyb = proj.settings(project)
+    choose_base = not (opts.stack or opts.run_image)
+    return replace(opts, env={**proj.launch_env(project), **opts.env},
+                   stack=opts.stack or (pyb.get("stack") if choose_base else None),
+                   run_image=opts.run_image or (pyb.get("run-image") if choose_base else None),
+                   entrypoint=opts.entrypoint or proj.entrypoint(project),
+                   process=opts.process or pyb.get("process"))
 
 
 def build(opts: BuildOptions, log: Callable[[str], None]) -> BuildResult:
@@ -183,10 +202,14 @@ def build(opts: BuildOptions, log: Callable[[str], None]) -> BuildResult:
         raise PybuildError(f"{opts.path}: no such folder", hint="pass the folder of the app to build")
     tag = opts.tag or default_tag(root)
     project = load_project(root)
+    from . import project as proj
+
+    opts = apply_project(opts, project)
     epoch = config.source_date_epoch(root)
-    registry = plugins.load()
-    tree = SourceTree(root, include=project.get("io", {}).get("buildpacks", {}).get("include", []),
-                      exclude=project.get("io", {}).get("buildpacks", {}).get("exclude", []))
+    registry = plugins.load(required=proj.requested_ids(project))
+    order = proj.order(project, registry, root)
+    include, exclude = proj.source_rules(project)
+    tree = SourceTree(root, include=include, exclude=exclude)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=config.cache_dir()))
     try:
         app = work / "app"
@@ -194,7 +217,8 @@ def build(opts: BuildOptions, log: Callable[[str], None]) -> BuildResult:
         for w in tree.warnings:
             log(f"warning: {w}")
         project = dict(project, _source=str(root))
-        outcome = detect(DetectContext(app, opts.env, project), registry)
+        build_env = {**proj.build_env(project), **opts.env}
+        outcome = detect(DetectContext(app, build_env, project), registry, order)
         log("detected: " + ", ".join(f"{bp.id} ({r.reason})" for bp, r in outcome.group))
         stack_name = opts.stack or outcome.stack
         if not stack_name:
@@ -206,10 +230,11 @@ def build(opts: BuildOptions, log: Callable[[str], None]) -> BuildResult:
         contexts: list[BuildContext] = []
         options = {"entrypoint": opts.entrypoint, "process": opts.process}
         for bp, res in outcome.group:
-            ctx = BuildContext(bp, app, opts.env, stack, res.plan, log, epoch, project, options)
+            ctx = BuildContext(bp, app, build_env, stack, res.plan, log, epoch, project, options)
             bp.build(ctx)
             contexts.append(ctx)
-        image = export(root, app, stack, contexts, opts, epoch, run_image=opts.run_image)
+        image = export(root, app, stack, contexts, opts, epoch, run_image=opts.run_image,
+                       project_processes=proj.processes(project))
         outputs = publish(image, opts.outputs or [f"oci:{root / '.pybuild' / 'oci'}"], tag, log)
         if opts.digest_file:
             with atomic_write(Path(opts.digest_file), "w") as fh:  # type: ignore[arg-type]
@@ -221,7 +246,7 @@ def build(opts: BuildOptions, log: Callable[[str], None]) -> BuildResult:
 
 
 def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: BuildOptions, epoch: int,
-           run_image: str | None = None) -> Image:
+           run_image: str | None = None, project_processes: list[Process] | None = None) -> Image:
     store = BlobStore(config.cache_dir() / "blobs")
     env: dict[str, str] = dict(stack.env)
     base_layers: tuple[Layer, ...] = (stack.layer,)
@@ -245,6 +270,8 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
         labels.update(ctx.labels)
         include_app = include_app and ctx.include_app
         app_uid = max(app_uid, ctx.app_uid)
+    for extra in project_processes or []:  # project.toml [io.pybuild.processes] replace same-named ones
+        processes = [p for p in processes if p.type != extra.type] + [extra]
     tw = TarWriter(mtime=epoch)
     tw.add_dir(APP_DIR, 0o755, app_uid, app_uid)
     tw.add_tree(app, APP_DIR.lstrip("/"), uid=app_uid or None, gid=app_uid or None)

@@ -65,6 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     pl = sub.add_parser("plugins", help="registered buildpacks and where they come from")
+    pl.add_argument("path", nargs="?", help="also list the buildpacks this project's project.toml names by path")
     pl.add_argument("--json", action="store_true")
 
     s = sub.add_parser("stacks", help="list, show and lock run stacks")
@@ -104,19 +105,24 @@ def cmd_detect(args) -> int:
     import tempfile
 
     from . import config, plugins
+    from . import project as proj
     from .build import detect, load_project
     from .buildpack import DetectContext
     from .source import SourceTree
 
     root = Path(args.path).resolve()
     project = load_project(root) if root.is_dir() else {}
-    tree = SourceTree(root, include=project.get("io", {}).get("buildpacks", {}).get("include", []),
-                      exclude=project.get("io", {}).get("buildpacks", {}).get("exclude", []))
+    include, exclude = proj.source_rules(project)
+    tree = SourceTree(root, include=include, exclude=exclude)
+    registry = plugins.load(required=proj.requested_ids(project))
+    order = proj.order(project, registry, root)
+    env = {**proj.build_env(project), **proj.launch_env(project), **_env_pairs(args.env)}
     work = Path(tempfile.mkdtemp(prefix="detect-", dir=config.cache_dir()))
     try:
         tree.copy_to(work / "app")
-        outcome = detect(DetectContext(work / "app", _env_pairs(args.env), dict(project, _source=str(root))),
-                         plugins.load())
+        for w in tree.warnings:
+            _log(f"warning: {w}")
+        outcome = detect(DetectContext(work / "app", env, dict(project, _source=str(root))), registry, order)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
@@ -125,7 +131,8 @@ def cmd_detect(args) -> int:
         for bp, res in outcome.group:
             print(f"{bp.id} {bp.version}: {res.reason}")
             for k, v in sorted(res.plan.items()):
-                print(f"  {k}: {v}")
+                if k != "cnb_plan":
+                    print(f"  {k}: {v}")
         print(f"stack: {outcome.stack}")
     return 0
 
@@ -138,12 +145,13 @@ def cmd_inspect(args) -> int:
 
 def cmd_plugins(args) -> int:
     from . import plugins
+    from . import project as proj
 
-    reg = plugins.load()
-    rows = [{"id": i.buildpack.id, "version": i.buildpack.version, "plugin": i.plugin, "distribution": i.dist,
-             "module": i.origin, "description": i.buildpack.description,
-             "hooks": sorted(h.name for h in reg.pm.get_hookcallers(reg.pm.get_plugin(i.plugin)) or [])}
-            for i in reg.buildpacks.values()]
+    reg = plugins.load(warn=lambda msg: None)  # listed below instead
+    if args.path:
+        root = Path(args.path).resolve()
+        proj.order(proj.load(root), reg, root)
+    rows = reg.describe()
     if args.json:
         print(json.dumps({"buildpacks": rows, "errors": reg.errors}, indent=2))
     else:
@@ -151,6 +159,8 @@ def cmd_plugins(args) -> int:
             print(f"{r['id']} {r['version']}  from {r['distribution']} ({r['module']})  hooks: {', '.join(r['hooks'])}")
             if r["description"]:
                 print(f"    {r['description']}")
+        for e in reg.errors:
+            print(e)
     return 0
 
 
