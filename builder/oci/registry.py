@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from ..errors import NetworkError, PybuildError, UsageError, VerificationError
-from .auth import ANONYMOUS, LOGIN_HINT, Credentials, basic_header, credentials_for, parse_challenge
+from .auth import LOGIN_HINT, Credentials, basic_header, credentials_for, parse_challenge
 from .blobs import CHUNK, BlobStore, atomic_write, sha256_bytes
 from .image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Image, canonical_json
 from .layout import StoredImage, select_platform, stored_image_from_blobs

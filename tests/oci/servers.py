@@ -1,0 +1,181 @@
+"""Servers the OCI tests and benchmarks run on 127.0.0.1: a real docker-registry and a proxy in front of it
+that injects faults, counts requests and can demand Bearer tokens. Each is stopped by its owner."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import random
+import socket
+import struct
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- docker-registry ------------------------------------------------------------------------------------
+class RegistryServer:
+    def __init__(self, root: Path, htpasswd: Path | None = None):
+        self.root = root
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        auth = (f"auth:\n  htpasswd:\n    realm: pybuild-test\n    path: {htpasswd}\n" if htpasswd else "")
+        cfg = root / "config.yml"
+        cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                       f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+                       f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: pybuild-test-secret\n{auth}")
+        self.log = open(root / "registry.log", "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                requests.get(f"http://{self.host}/v2/", timeout=1)
+                return
+            except requests.ConnectionError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> None:
+    import bcrypt
+
+    path.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+
+
+# -- a proxy that injects faults, counts requests and can demand Bearer tokens -----------------------
+class FaultProxy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 1, bearer: tuple[str, str] | None = None):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = upstream
+        self.fault_rate = fault_rate
+        self.rng = random.Random(seed)
+        self.bearer = bearer  # (user, password) the token endpoint accepts
+        self.tokens: set[str] = set()
+        self.lock = threading.Lock()
+        self.log: list[tuple[str, str, str]] = []  # (method, path, fault or status)
+        self.host = f"127.0.0.1:{self.server_address[1]}"
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def choose(self, method: str, path: str) -> str:
+        with self.lock:
+            if not path.startswith("/v2/") or path == "/v2/" or self.rng.random() >= self.fault_rate:
+                return ""
+            return self.rng.choice(["503", "429", "reset-before", "reset-after"])
+
+    def record(self, method: str, path: str, what: str) -> None:
+        with self.lock:
+            self.log.append((method, path, what))
+
+    def count(self, method: str, contains: str = "") -> int:
+        with self.lock:
+            return sum(1 for m, p, _ in self.log if m == method and contains in p)
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultProxy
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _token_endpoint(self) -> None:
+        user, password = self.server.bearer  # type: ignore[misc]
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+            return
+        token = f"tok{random.getrandbits(64):x}"
+        with self.server.lock:
+            self.server.tokens.add(token)
+        self._reply(200, json.dumps({"token": token}).encode(), {"Content-Type": "application/json"})
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.server.bearer:
+            if self.path.startswith("/token"):
+                self._token_endpoint()
+                return
+            auth = self.headers.get("Authorization", "")
+            if not (auth.startswith("Bearer ") and auth[7:] in self.server.tokens):
+                challenge = (f'Bearer realm="http://{self.server.host}/token",service="pybuild-test",'
+                             f'scope="repository:x:pull"')
+                self.server.record(self.command, self.path, "401")
+                self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+                return
+        fault = self.server.choose(self.command, self.path)
+        if fault in ("503", "429"):
+            self.server.record(self.command, self.path, fault)
+            self._reply(int(fault), b"injected fault")
+            return
+        if fault == "reset-before":
+            self.server.record(self.command, self.path, fault)
+            self._reset()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "authorization")}
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=120)
+        try:
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if fault == "reset-after":
+            self.server.record(self.command, self.path, fault)
+            self._reset()
+            return
+        self.server.record(self.command, self.path, str(resp.status))
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(k, v)
+        length = resp.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+        self.send_header("Content-Length", length or "0")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
