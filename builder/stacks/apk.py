@@ -10,7 +10,9 @@ the whole `.apk` pins it, and nothing that did not verify is ever kept in the ca
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import gc
 import hashlib
 import io
 import json
@@ -51,7 +53,7 @@ _TOKEN = re.compile(r"\.(?P<digit>\d+)|(?P<letter>[a-z])(?![a-z])|_(?P<suffix>[a
                     r"|~(?P<hash>[0-9a-f]+)|-r(?P<rev>\d+)$")
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 18)
 def _version_tokens(version: str) -> tuple[tuple[int, object], ...]:
     m = re.match(r"\d+", version)
     if not m:
@@ -84,40 +86,43 @@ def _version_tokens(version: str) -> tuple[tuple[int, object], ...]:
     return tuple(out)
 
 
-def _token_cmp(kind: int, a: object, b: object) -> int:
-    if kind == _DIGIT and isinstance(a, str) and isinstance(b, str):
-        # components after the first: a leading zero makes them compare as decimal fractions
-        if a.startswith("0") or b.startswith("0"):
-            return (a > b) - (a < b)
-        a, b = int(a), int(b)
-    return (a > b) - (a < b)  # type: ignore[operator]
+def _digits_key(text: str) -> tuple:
+    """Components after the first: a leading zero makes them compare as strings (decimal
+    fractions), which always sort below numbers without one; others compare as numbers."""
+    return (0, text) if text.startswith("0") else (1, len(text), text)
+
+
+# Rank of a token where two versions first differ in shape: the higher rank is the newer version.
+_RANK = {_INVALID: 8, _DIGIT: 7, _LETTER: 6, _SUFFIX: 5, _SUFFIX_NO: 4, _HASH: 3, _REVISION: 2, _END: 1}
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def version_key(version: str) -> tuple:
+    """A sort key for an APK version: comparing keys compares versions as apk-tools does."""
+    key = []
+    for i, (kind, value) in enumerate(_version_tokens(version)):
+        if kind == _SUFFIX and value < 0:  # type: ignore[operator]
+            key.append((0, value))  # a pre-release suffix: older than anything else at this point
+        elif kind == _DIGIT and i:
+            key.append((7, _digits_key(value)))  # type: ignore[arg-type]
+        else:
+            key.append((_RANK[kind], value))
+    key.append((1, 0))
+    return tuple(key)
 
 
 def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1 as APK version `a` is older than, equal to or newer than `b`."""
     if a == b:
         return 0
-    ta, tb = _version_tokens(a), _version_tokens(b)
-    for i in range(max(len(ta), len(tb))):
-        ka, va = ta[i] if i < len(ta) else (_END, None)
-        kb, vb = tb[i] if i < len(tb) else (_END, None)
-        if ka == kb:
-            r = _token_cmp(ka, va, vb)
-            if r:
-                return r
-            continue
-        if ka == _SUFFIX and va < 0:  # type: ignore[operator]
-            return -1
-        if kb == _SUFFIX and vb < 0:  # type: ignore[operator]
-            return 1
-        return -1 if ka > kb else 1
-    return 0
+    ka, kb = version_key(a), version_key(b)
+    return (ka > kb) - (ka < kb)
 
 
 def fuzzy_match(version: str, prefix: str) -> bool:
     """APK's `~` operator: `version` starts with all the components of `prefix` (1.2.5-r0 ~ 1.2)."""
     ta, tp = _version_tokens(version), _version_tokens(prefix)
-    return len(tp) <= len(ta) and all(a[0] == p[0] and not _token_cmp(a[0], a[1], p[1]) for a, p in zip(ta, tp))
+    return len(tp) <= len(ta) and version_key(prefix)[:-1] == version_key(version)[:len(tp)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,11 +135,27 @@ _FUZZY_OPS = ("~", "=~", ">~", "<~")
 
 def parse_dependency(text: str) -> tuple[bool, str, str, str]:
     """`!name`, `name`, `so:libc.so.6`, `name>=1.2`, `name~1.2` -> (conflict, name, apk op, version)."""
+    if not any(ch in text for ch in "<>=~!@"):
+        return False, text, "", ""
     m = _DEP.match(text)
     if not m:
         raise PybuildError(f"cannot parse APK dependency {text!r}")
     name = m.group("name").split("@", 1)[0]  # `name@tag` pins a tagged repository; the name is what counts
     return bool(m.group("conflict")), name, m.group("op") or "", m.group("version") or ""
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _dependency(text: str) -> Constraint | None:
+    """A `D:` item as the Resolver's constraint (None for a `!conflict`); cached, as indexes repeat them."""
+    conflict, name, op, version = parse_dependency(text)
+    if conflict:
+        return None
+    return Constraint(name, _OPS.get(op, op), version)
+
+
+def _provide(text: str) -> Constraint:
+    name, _, version = text.partition("=")
+    return Constraint(name, "=" if version else "", version)
 
 
 def _expand_fuzzy(c: Constraint, versions: dict[str, set[str]]) -> list[Constraint]:
@@ -217,6 +238,17 @@ def parse_pkginfo(text: str) -> dict[str, list[str]]:
         key, _, value = line.partition(" = ")
         out.setdefault(key.strip(), []).append(value.strip())
     return out
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _clean_url(url: str) -> str:
@@ -325,7 +357,8 @@ class ApkSource:
     def load_index(self) -> tuple[list[PackageRecord], Callable[[str, str], int], dict[str, int]]:
         records: list[PackageRecord] = []
         for clean, url in self.urls.items():
-            records.extend(self._repository(clean, url))
+            with _no_gc():  # hundreds of thousands of small objects: collection passes would dominate
+                records.extend(self._repository(clean, url))
         versions: dict[str, set[str]] = {}
         for r in records:
             versions.setdefault(r.name, set()).add(r.version)
@@ -365,25 +398,18 @@ class ApkSource:
 
     def _record(self, block: str, repo: str) -> PackageRecord:
         f: dict[str, str] = {}
-        for line in block.splitlines():
-            if len(line) > 2 and line[1] == ":":
+        for line in block.split("\n"):
+            if line[1:2] == ":":
                 f[line[0]] = line[2:]
         depends: list[list[Constraint]] = []
         conflicts = []
         for dep in f.get("D", "").split():
-            conflict, name, op, version = parse_dependency(dep)
-            if conflict:
+            c = _dependency(dep)
+            if c is None:
                 conflicts.append(dep[1:])
-            elif op in _FUZZY_OPS:
-                depends.append([Constraint(name, op, version)])  # expanded once all versions are known
-            elif op == "><":
-                continue
-            else:
-                depends.append([Constraint(name, _OPS[op] if op else "", version)])
-        provides = []
-        for p in f.get("p", "").split():
-            _, name, _, version = parse_dependency(p)
-            provides.append(Constraint(name, "=" if version else "", version))
+            elif c.op != "><":
+                depends.append([c])  # fuzzy operators are expanded once all versions are known
+        provides = [_provide(p) for p in f.get("p", "").split()]
         name, version, arch = f.get("P", ""), f.get("V", ""), f.get("A", self.arch)
         return PackageRecord(
             name=name, version=version, architecture=arch, depends=depends, provides=provides,
