@@ -36,7 +36,17 @@ ASCENDING = ["0.9", "1.0_alpha", "1.0_alpha2", "1.0_beta", "1.0_pre1", "1.0_rc1"
              "1.2.3-r1", "1.10", "2.0_rc2", "2.0", "2.0_git20240101", "10.0"]
 
 
+# (older, newer) pairs where apk-tools' rules differ from a naive reading
+PAIRS = [("1.06-r6", "006"), ("1.0", "1.0bc"), ("1.7", "1.7b"), ("2.5.1-r8", "2.5.1a-r1"), ("1.2.07.8", "1.6d"),
+         ("1.2.07.8", "1.2.12.04"), ("0.9.28.1", "087-r1"), ("0.1.0_alpha_pre2", "0.1.0_alpha"),
+         ("1.0_p9-r0", "1.0_p10-r0"), ("4.5_p1", "4.5_p1-r1"), ("3.0.20060720", "20060720"),
+         ("1.0.0_pre20191002222144-r0", "1.0.0_pre20210530193627-r0"), ("1.3_pre1-r1", "1.3.2"),
+         ("0.20070118", "0.20070207_rc1"), ("2.12r-r4", "2.12r-r5"), ("4_beta", "23_foo")]
+
+
 def test_versions_follow_apk_order():
+    for older, newer in PAIRS:
+        assert compare_versions(older, newer) == -1 and compare_versions(newer, older) == 1, (older, newer)
     for i, a in enumerate(ASCENDING):
         assert compare_versions(a, a) == 0
         for b in ASCENDING[i + 1:]:
@@ -341,3 +351,16 @@ def test_generator_is_reproducible_in_shape(tmp_path):
             sb = gzip_streams((tmp_path / "b" / "main" / "x86_64" / name).read_bytes())
             assert sa[1:] == sb[1:]
     assert build_index([], a["main"])
+
+
+def test_gzip_stream_seams_across_read_chunks():
+    import os
+
+    from builder.stacks.apk import gzip_member_ends
+
+    members = [gzip.compress(b"\0" * (9 << 20), mtime=0), gzip.compress(os.urandom((2 << 20) + 12345), mtime=0),
+               gzip.compress(b"x", mtime=0)]
+    ends = [sum(len(m) for m in members[:i + 1]) for i in range(3)]
+    assert gzip_member_ends(io.BytesIO(b"".join(members))) == ends
+    with pytest.raises(PybuildError, match="truncated"):
+        gzip_member_ends(io.BytesIO(b"".join(members)[:-5]))
