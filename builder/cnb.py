@@ -347,11 +347,20 @@ class CNBBuildpack(Buildpack):
             inside = f"{LAYERS_DIR}/{esc}/{name}"
             types = layer_types(_read_toml(meta_file, "layer metadata"))
             if types["launch"]:
+                env_copy = keep / f"{name}.launch"  # what the layer adds to the environment, for reuse
                 if layer_dir.is_dir():
                     tw = TarWriter(mtime=ctx.epoch)
                     tw.add_dir(inside, 0o755)
                     tw.add_tree(layer_dir, inside.lstrip("/"))
                     layer = Layer.from_tar_writer(tw, ctx.store, created_by=f"pybuild cnb {self.id}: {name}")
+                    shutil.rmtree(env_copy, ignore_errors=True)
+                    env_copy.mkdir()
+                    for sub in ("bin", "lib"):
+                        if (layer_dir / sub).is_dir():
+                            (env_copy / sub).mkdir()
+                    for sub in ("env", "env.launch"):
+                        if (layer_dir / sub).is_dir():
+                            shutil.copytree(layer_dir / sub, env_copy / sub, symlinks=True)
                 elif name in reusable:
                     layer = Layer.from_json(json.loads(reusable[name].read_text()), ctx.store)
                     if not ctx.store.has(layer.digest):
@@ -364,7 +373,7 @@ class CNBBuildpack(Buildpack):
                     raise PybuildError(f"buildpack {self.id}: {name}.toml says launch = true, "
                                        f"but there is no {name}/ folder")
                 ctx.layers.append(layer)
-                apply_layer_env(launch_env, layer_dir, inside, "launch")
+                apply_layer_env(launch_env, env_copy, inside, "launch")
                 for d in ("profile.d", "exec.d"):
                     if (layer_dir / d).is_dir() or (layer_dir / "env.launch" / d).is_dir():
                         ctx.log(f"warning: layer {name}: {d}/ is not run (the run image has no launcher)")
@@ -379,7 +388,8 @@ class CNBBuildpack(Buildpack):
             if name in kept:
                 shutil.copyfile(meta_file, keep / meta_file.name)
         for old in keep.iterdir():  # layers the buildpack dropped are forgotten
-            stem = old.name.removesuffix(".layer.json").removesuffix(".toml") if old.is_file() else old.name
+            stem = (old.name.removesuffix(".layer.json").removesuffix(".toml") if old.is_file()
+                    else old.name.removesuffix(".launch"))
             if old.name != "store.toml" and stem not in kept:
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         if (mine / "store.toml").is_file():
