@@ -520,7 +520,12 @@ class ApkSource:
         return urls + ([repo] if repo else [])
 
     def fetch(self, entry: dict) -> Path:
-        digest = "sha256:" + entry["sha256"]
+        sha256, filename = entry.get("sha256"), entry.get("filename")
+        if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256) and isinstance(filename, str)
+                and filename.endswith(".apk")):
+            raise PybuildError(f"corrupt lock entry for {entry.get('name')}: it needs a sha256 (64 hex digits) "
+                               "and the .apk filename", hint="regenerate it with `pybuild stacks lock NAME --update`")
+        digest = "sha256:" + sha256
         if self.packages.has(digest):
             return self.packages.path(digest)
         failures: list[NetworkError] = []

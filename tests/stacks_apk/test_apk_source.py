@@ -364,3 +364,9 @@ def test_gzip_stream_seams_across_read_chunks():
     assert gzip_member_ends(io.BytesIO(b"".join(members))) == ends
     with pytest.raises(PybuildError, match="truncated"):
         gzip_member_ends(io.BytesIO(b"".join(members)[:-5]))
+
+
+def test_corrupt_lock_entry_is_named(apk_url, make_source):
+    src = make_source([f"{apk_url}/main"])
+    with pytest.raises(PybuildError, match="corrupt lock entry for musl"):
+        src.fetch({"name": "musl", "version": "1.2.5-r0", "filename": "x86_64/musl-1.2.5-r0.apk", "sha256": "abc"})
