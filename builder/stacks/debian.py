@@ -32,7 +32,7 @@ from .resolve import Constraint, PackageRecord
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 APT_SOURCES = "/etc/apt"
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-INDEX_FORMAT = 2  # bump when the pickled index layout changes
+INDEX_FORMAT = 3  # bump when the pickled index layout changes
 
 # --------------------------------------------------------------------------------------------
 # apt sources: where the Debian archive is, read from the machine's own configuration
@@ -202,7 +202,8 @@ def record_from_stanza(fields: dict[str, str], suite: str) -> PackageRecord:
         name=fields["Package"], version=fields["Version"], architecture=fields.get("Architecture", ""),
         depends=depends, provides=provides, filename=fields.get("Filename", ""),
         sha256=fields.get("SHA256", ""), size=int(fields.get("Size", "0") or 0), suite=suite,
-        source=fields.get("Source", ""))
+        source=fields.get("Source", ""),
+        extra={"installed_size": int(fields.get("Installed-Size", "0") or 0) * 1024})
 
 
 # --------------------------------------------------------------------------------------------
