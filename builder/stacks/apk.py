@@ -165,7 +165,7 @@ def _expand_fuzzy(c: Constraint, versions: dict[str, set[str]]) -> list[Constrai
     matching = [v for v in versions.get(name, ())
                 if fuzzy_match(v, version) or (op == ">~" and compare_versions(v, version) > 0)
                 or (op == "<~" and compare_versions(v, version) < 0)]
-    matching.sort(key=functools.cmp_to_key(compare_versions), reverse=True)
+    matching.sort(key=version_key, reverse=True)
     return [Constraint(name, "=", v) for v in matching] or [Constraint(name, "=", version)]
 
 
@@ -283,8 +283,10 @@ class ApkSource:
         self.keys: dict[str, bytes] = {}
         for p in key_paths:
             path = Path(p).expanduser()
+            # trusted under its file name, which is how signatures name their key (a .pem suffix aside)
+            name = path.name[:-len(".pem")] if path.name.endswith(".pem") else path.name
             try:
-                self.keys[path.name] = path.read_bytes()
+                self.keys[name] = path.read_bytes()
             except OSError as exc:
                 raise PybuildError(f"cannot read APK signing key {path}: {exc.strerror}",
                                    hint=f"check {keys_setting or 'the keys of the stack source'}")

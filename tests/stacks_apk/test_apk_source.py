@@ -130,9 +130,11 @@ def test_unreachable_repository(make_source, tmp_path):
         make_source([f"http://127.0.0.1:{port}/main"]).load_index()
 
 
-def test_repositories_and_keys_from_settings(apk_url, apk_repos, make_source, monkeypatch):
+def test_repositories_and_keys_from_settings(apk_url, apk_repos, make_source, monkeypatch, tmp_path):
     monkeypatch.setenv("PYBUILD_TEST_APK_REPOSITORIES", f"{apk_url}/main, {apk_url}/community")
-    monkeypatch.setenv("PYBUILD_TEST_APK_KEYS", ",".join(str(k) for k in apk_repos["key_paths"]))
+    pem = tmp_path / "pybuild-test-community.rsa.pub.pem"  # a .pem suffix is allowed
+    pem.write_bytes(apk_repos["community"].public_pem())
+    monkeypatch.setenv("PYBUILD_TEST_APK_KEYS", f"{apk_repos['key_paths'][0]}, {pem}")
     src = make_source(["http://127.0.0.1:9/unused"], keys=[], **{
         "repositories-setting": "PYBUILD_TEST_APK_REPOSITORIES", "keys-setting": "PYBUILD_TEST_APK_KEYS"})
     assert len(src.load_index()[0]) == 14
