@@ -305,7 +305,7 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
     }
     if proc:
         cfg["Entrypoint"] = proc.command
-    return Image(config=cfg, layers=tuple(layers), created=iso(epoch))
+    return Image(config=cfg, layers=tuple(layers), created=iso(epoch), architecture=stack.architecture)
 
 
 def publish(image: Image, outputs: list[str], tag: str, log: Callable[[str], None]) -> list[str]:

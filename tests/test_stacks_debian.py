@@ -186,3 +186,18 @@ def test_syft_sees_every_locked_package_with_its_version(flask_on_each_python, t
     assert doc["distro"]["id"] == "debian" and doc["distro"]["versionID"] == "13"
     pythons = {a["name"] for a in doc["artifacts"] if a["type"] == "python"}
     assert {"flask", "gunicorn"} <= {n.lower() for n in pythons}
+
+
+def test_arm64_index_resolves_arm64_packages(tmp_path):
+    path = tiny_stack(tmp_path / "stacks", '["libc6", "netbase"]')
+    path.write_text(path.read_text().replace("[packages]", 'architecture = "arm64"\n\n[packages]'))
+    # architecture belongs to [source]: move it there
+    text = path.read_text().replace('architecture = "arm64"\n\n[packages]', "[packages]")
+    path.write_text(text.replace('suites = ["trixie"]', 'suites = ["trixie"]\narchitecture = "arm64"'))
+    pybuild("stacks", "lock", str(path))
+    from builder.tomlfile import load_toml
+
+    lock = load_toml(tmp_path / "stacks" / "tiny.lock")
+    archs = {p["name"]: p["architecture"] for p in lock["package"]}
+    assert archs["libc6"] == "arm64" and archs["netbase"] == "all"
+    assert any("_arm64.deb" in p["filename"] for p in lock["package"])

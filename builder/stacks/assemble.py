@@ -199,6 +199,12 @@ class Stack:
     def env(self) -> dict:
         return self.definition.env
 
+    @property
+    def architecture(self) -> str:
+        """The OCI architecture name of the stack's packages (amd64, arm64)."""
+        arch = self.definition.source.get("architecture", "amd64")
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+
     def rootfs(self) -> Path:
         """The stack unpacked into a folder (cached), for running its own tools in the build stage."""
         root = config.cache_dir() / "rootfs" / self.key
