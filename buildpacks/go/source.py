@@ -252,16 +252,28 @@ def find_targets(app: Path, module: str, setting: str | None, fallback_name: str
     under_cmd = mains_under(app / "cmd", **platform)
     if len(under_cmd) == 1:
         return [Target(clean_name(under_cmd[0].name), "./" + under_cmd[0].relative_to(app).as_posix())]
-    root_pkgs = ", ".join(sorted(packages_in(app, **platform))) or "no Go files"
+    names = sorted(packages_in(app, **platform))
+    root_pkgs = f"package {', '.join(names)}" if names else "no Go files"
     if len(under_cmd) > 1:
         listed = ",".join("./" + p.relative_to(app).as_posix() for p in under_cmd)
         raise PybuildError("several main packages under ./cmd and no PYBUILD_GO_TARGETS to choose",
                            details=f"  the root holds: {root_pkgs}\n  main packages: {listed.replace(',', ', ')}",
                            hint=f"build them all as processes with -e PYBUILD_GO_TARGETS={listed} "
                                 f"(the first is the default)")
-    cmd_note = "no ./cmd folder" if not (app / "cmd").is_dir() else "no main package under ./cmd"
-    raise PybuildError("no main package to build",
-                       details=f"  searched: PYBUILD_GO_TARGETS (not set); the app root ({root_pkgs}); "
-                               f"./cmd/** ({cmd_note})",
-                       hint="put `package main` with a func main() at the root or in ./cmd/NAME, "
-                            "or name the folders with -e PYBUILD_GO_TARGETS=./path/to/main")
+    raise PybuildError("no main package to build", details="  searched:\n" + "\n".join(
+        f"    {line}" for line in _searched(app, root_pkgs, **platform)),
+        hint="put `package main` with a func main() at the root or in ./cmd/NAME, "
+             "or name the folders with -e PYBUILD_GO_TARGETS=./path/to/main")
+
+
+def _searched(app: Path, root_pkgs: str, **platform) -> list[str]:
+    lines = ["PYBUILD_GO_TARGETS: not set", f"the app root: {root_pkgs}"]
+    cmd = app / "cmd"
+    if not cmd.is_dir():
+        return lines + ["./cmd: no such folder"]
+    found = []
+    for folder in [cmd, *sorted(p for p in cmd.rglob("*") if p.is_dir())]:
+        pkgs = packages_in(folder, **platform)
+        if pkgs:
+            found.append(f"./{folder.relative_to(app).as_posix()} (package {', '.join(sorted(pkgs))})")
+    return lines + [f"./cmd/**: {', '.join(found) if found else 'no Go packages'}"]

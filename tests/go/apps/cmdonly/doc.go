@@ -1,0 +1,2 @@
+// Package cmdonly is a library whose command lives in cmd/server.
+package cmdonly

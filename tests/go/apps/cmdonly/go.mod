@@ -1,0 +1,3 @@
+module example.com/cmdonly
+
+go 1.27

@@ -1,0 +1,3 @@
+package greet
+
+func Message() string { return "main under cmd/server" }

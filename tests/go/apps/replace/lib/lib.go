@@ -1,0 +1,3 @@
+package lib
+
+func Answer() string { return "answer from the replaced local module" }
