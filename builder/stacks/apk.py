@@ -34,7 +34,7 @@ from ..config import setting
 from ..errors import NetworkError, PybuildError, VerificationError
 from ..oci.blobs import CHUNK, BlobStore, atomic_write
 from ..oci.tarball import TarWriter, normalise_path
-from .resolve import Constraint, PackageRecord
+from .resolve import Constraint, PackageRecord, _satisfies
 
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64", "x86_64": "x86_64", "aarch64": "aarch64"}
 SIGNATURE_HASHES = {"RSA": hashes.SHA1, "RSA256": hashes.SHA256, "RSA512": hashes.SHA512}
@@ -167,6 +167,33 @@ def _expand_fuzzy(c: Constraint, versions: dict[str, set[str]]) -> list[Constrai
                 or (op == "<~" and compare_versions(v, version) < 0)]
     matching.sort(key=version_key, reverse=True)
     return [Constraint(name, "=", v) for v in matching] or [Constraint(name, "=", version)]
+
+
+def _ranked_providers(records: list[PackageRecord]) -> dict[str, list[tuple[PackageRecord, Constraint]]]:
+    """Virtual names (`cmd:sh`) offered by several packages of which one sets a provider
+    priority (`k:`): their providers, best first (priority, then name, then newest)."""
+    providers: dict[str, list[tuple[PackageRecord, Constraint]]] = {}
+    for r in records:
+        for p in r.provides:
+            providers.setdefault(p.name, []).append((r, p))
+    real = {r.name for r in records}
+    ranked = {}
+    for name, provs in providers.items():
+        if name in real or len({r.name for r, _ in provs}) < 2 or not any(
+                r.extra.get("provider-priority") for r, _ in provs):
+            continue
+        provs.sort(key=lambda rp: version_key(rp[0].version), reverse=True)
+        provs.sort(key=lambda rp: (-rp[0].extra.get("provider-priority", 0), rp[0].name))
+        ranked[name] = provs
+    return ranked
+
+
+def _prefer_providers(c: Constraint, providers: list[tuple[PackageRecord, Constraint]]) -> list[Constraint]:
+    """A dependency on a ranked virtual name, as apk chooses: the providers that satisfy it, as
+    exact alternatives in order of preference (the Resolver takes the first it can have)."""
+    out = [Constraint(r.name, "=", r.version) for r, p in providers
+           if not c.op or (p.version and _satisfies(p.version, c, compare_versions))]
+    return out or [c]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,18 +384,21 @@ class ApkSource:
 
     # -- index --------------------------------------------------------------------------------
     def load_index(self) -> tuple[list[PackageRecord], Callable[[str, str], int], dict[str, int]]:
-        records: list[PackageRecord] = []
-        for clean, url in self.urls.items():
-            with _no_gc():  # hundreds of thousands of small objects: collection passes would dominate
+        with _no_gc():  # hundreds of thousands of small objects: collection passes would dominate
+            records: list[PackageRecord] = []
+            for clean, url in self.urls.items():
                 records.extend(self._repository(clean, url))
-        versions: dict[str, set[str]] = {}
-        for r in records:
-            versions.setdefault(r.name, set()).add(r.version)
-            for p in r.provides:
-                if p.version:
-                    versions.setdefault(p.name, set()).add(p.version)
-        for r in records:
-            r.depends = [_expand_fuzzy(g[0], versions) if g[0].op in _FUZZY_OPS else g for g in r.depends]
+            versions: dict[str, set[str]] = {}
+            for r in records:
+                versions.setdefault(r.name, set()).add(r.version)
+                for p in r.provides:
+                    if p.version:
+                        versions.setdefault(p.name, set()).add(p.version)
+            ranked = _ranked_providers(records)
+            for r in records:
+                r.depends = [_expand_fuzzy(g[0], versions) if g[0].op in _FUZZY_OPS
+                             else _prefer_providers(g[0], ranked[g[0].name]) if g[0].name in ranked else g
+                             for g in r.depends]
         return records, compare_versions, {clean: i for i, clean in enumerate(self.urls)}
 
     def _repository(self, clean: str, url: str) -> list[PackageRecord]:
@@ -418,7 +448,7 @@ class ApkSource:
             filename=f"{self.arch}/{name}-{version}.apk", size=int(f.get("S", "0") or 0), suite=repo,
             source=f.get("o", ""),
             extra={"checksum": f.get("C", ""), "installed-size": int(f.get("I", "0") or 0),
-                   "conflicts": conflicts})
+                   "conflicts": conflicts, "provider-priority": int(f.get("k", "0") or 0)})
 
     # -- packages -----------------------------------------------------------------------------
     def lock_entry(self, record: PackageRecord) -> dict:
