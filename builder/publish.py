@@ -135,12 +135,15 @@ TRANSPORTS = {
 }
 
 
+def _spellings(table: dict) -> str:
+    return ", ".join("docker://HOST/REPO[:TAG]" if t == "docker" else f"{t}:..." for t in table)
+
+
 def parse_destination(spec: str, default_tag: str) -> Destination:
     """Parse `-o` SPEC. `default_tag` (from `-t`) names the image where the spec does not."""
     transport, sep, rest = spec.partition(":")
     if not sep or transport not in TRANSPORTS:
-        raise UsageError(f"unknown output {spec!r}",
-                         hint="use one of: " + ", ".join(f"{t}:..." for t in TRANSPORTS))
+        raise UsageError(f"unknown output {spec!r}", hint="use one of: " + _spellings(TRANSPORTS))
     if not rest or rest in ("//", "/"):
         raise UsageError(f"output {spec!r} names no path")
     return TRANSPORTS[transport](spec, rest, default_tag)
@@ -188,8 +191,7 @@ def open_image(ref: str, platform: str = "linux/amd64") -> StoredImage:
     """Read an image from any supported transport (`oci:DIR[:REF]`, `docker://HOST/REPO:TAG`, ...)."""
     transport, sep, rest = ref.partition(":")
     if not sep or transport not in SOURCES:
-        raise UsageError(f"unknown image reference {ref!r}",
-                         hint="use one of: " + ", ".join(f"{t}:..." for t in SOURCES))
+        raise UsageError(f"unknown image reference {ref!r}", hint="use one of: " + _spellings(SOURCES))
     if not rest:
         raise UsageError(f"image reference {ref!r} names nothing after the transport")
     return SOURCES[transport](rest, platform)

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import BinaryIO, Callable, Iterable
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from ..errors import NetworkError, PybuildError, UsageError, VerificationError
 from .auth import LOGIN_HINT, Credentials, basic_header, credentials_for, parse_challenge
@@ -205,29 +207,31 @@ class RegistryClient:
 
     def _ping(self) -> str:
         candidates = [("https", True)]
-        if insecure_allowed(self.host):
-            candidates = [("https", False), ("http", True)]  # such hosts may use a self-signed cert
-        last: Exception | None = None
+        if insecure_allowed(self.host):  # verified TLS first; then a self-signed cert; then plain HTTP
+            candidates += [("https", False), ("http", True)]
+        tls_error: Exception | None = None
         for scheme, verify in candidates:
             url = f"{scheme}://{self.host}/v2/"
             for attempt in range(3):
                 try:
+                    if not verify:  # only for loopback or hosts the user listed as insecure
+                        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                     self.session.get(url, timeout=(10, 30), verify=verify)
                     self._verify = verify
                     return f"{scheme}://{self.host}"
                 except requests.exceptions.SSLError as exc:
-                    last = exc
+                    tls_error = exc
                     break
                 except TRANSIENT as exc:
-                    last = exc
+                    if attempt == 2:  # refused or timing out whatever the scheme: no use trying another
+                        raise NetworkError(f"cannot reach registry {self.host} ({_short(exc)})",
+                                           hint="check the host and port and that the registry is running; a "
+                                                "registry on plain HTTP must be on loopback or listed in "
+                                                "PYBUILD_INSECURE_REGISTRIES")
                     time.sleep(self.backoff * (2 ** attempt))
-        if isinstance(last, requests.exceptions.SSLError):
-            raise NetworkError(f"registry {self.host}: TLS failed ({_short(last)})",
-                               hint="give the registry's CA with REQUESTS_CA_BUNDLE, or, for a test registry, "
-                                    "add it to PYBUILD_INSECURE_REGISTRIES")
-        raise NetworkError(f"cannot reach registry {self.host} ({_short(last)})",
-                           hint="check the host and port and that the registry is running; a registry on plain "
-                                "HTTP must be on loopback or listed in PYBUILD_INSECURE_REGISTRIES")
+        raise NetworkError(f"registry {self.host}: TLS failed ({_short(tls_error)})",
+                           hint="give the registry's CA with REQUESTS_CA_BUNDLE, or, for a test registry, "
+                                "add it to PYBUILD_INSECURE_REGISTRIES")
 
     def url(self, path: str) -> str:
         return urljoin(self.base + "/", path.lstrip("/")) if not path.startswith("http") else path
@@ -583,5 +587,10 @@ class RegistryClient:
 
 
 def _short(exc: object) -> str:
+    """The root cause of a requests error ("[Errno 111] Connection refused"), not urllib3's whole chain."""
     text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+|Read timed out|CERTIFICATE_VERIFY_FAILED[^'\")]*|"
+                      r"WRONG_VERSION_NUMBER|Connection aborted|RemoteDisconnected[^'\")]*", text)
+    if found:
+        return found.group(0).strip()
     return text if len(text) < 200 else text[:200] + "..."

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,21 +26,25 @@ def free_port() -> int:
 
 # -- docker-registry ------------------------------------------------------------------------------------
 class RegistryServer:
-    def __init__(self, root: Path, htpasswd: Path | None = None):
+    def __init__(self, root: Path, htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None):
         self.root = root
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         auth = (f"auth:\n  htpasswd:\n    realm: pybuild-test\n    path: {htpasswd}\n" if htpasswd else "")
+        tls_cfg = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
+        self.scheme = "https" if tls else "http"
         cfg = root / "config.yml"
         cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
                        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-                       f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: pybuild-test-secret\n{auth}")
+                       f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: pybuild-test-secret\n{tls_cfg}{auth}")
         self.log = open(root / "registry.log", "wb")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
-                requests.get(f"http://{self.host}/v2/", timeout=1)
+                with warnings.catch_warnings():  # a self-signed test certificate
+                    warnings.simplefilter("ignore")
+                    requests.get(f"{self.scheme}://{self.host}/v2/", timeout=1, verify=False)
                 return
             except requests.ConnectionError:
                 if self.proc.poll() is not None:

@@ -182,6 +182,30 @@ def test_multi_platform_index(registry, store, tmp_path):
         open_image(f"docker://{registry.host}/team/multi:1", "linux/s390x")
 
 
+def test_tls_verified_with_the_given_ca(tmp_path, image, monkeypatch):
+    need("docker-registry")
+    need("openssl")
+    from .servers import RegistryServer
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    (tmp_path / "reg").mkdir()
+    server = RegistryServer(tmp_path / "reg", tls=(cert, key))
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        client = RegistryClient(server.host)
+        client.push_image("team/tls", image, "1")
+        assert client.base.startswith("https://") and client._verify is True
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        loopback = RegistryClient(server.host)  # loopback may use a cert nobody vouches for
+        assert loopback.pull("team/tls", "1", BlobStore(tmp_path / "pulled")).digest == image.digest
+        assert loopback.base.startswith("https://") and loopback._verify is False
+    finally:
+        server.stop()
+
+
 def test_unreachable_registry_is_one_clear_error(image):
     from .conftest import free_port
 
