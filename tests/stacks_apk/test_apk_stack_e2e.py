@@ -56,7 +56,9 @@ def test_apk_stack_lock_assemble_and_scan(stack, tmp_path, monkeypatch):
 
     stk = assemble(load_definition(str(path)))
     layout = tmp_path / "oci"
-    write_layout(Image(config={"Env": ["PATH=/usr/bin:/bin"]}).with_layers(stk.layer), layout, "apktest")
+    assert stk.architecture == "amd64"
+    image = Image(config={"Env": ["PATH=/usr/bin:/bin"]}, architecture=stk.architecture).with_layers(stk.layer)
+    write_layout(image, layout, "apktest")
 
     out = subprocess.run([syft, "scan", f"oci-dir:{layout}", "-o", "json", "-q"], capture_output=True,
                          text=True, timeout=300, env={**env, "SYFT_CHECK_FOR_APP_UPDATE": "false"})
