@@ -70,7 +70,7 @@ def kept_files(app: Path, setting: str | None) -> list[str]:
     files = sorted(p.relative_to(app).as_posix() for p in app.rglob("*") if p.is_file() and not p.is_symlink())
     chosen: set[str] = set()
     for pattern in patterns:
-        spec = pathspec.PathSpec.from_lines("gitwildmatch", [pattern])
+        spec = pathspec.GitIgnoreSpec.from_lines([pattern])
         hits = {f for f in files if spec.match_file(f)}
         if not hits:
             raise PybuildError(f"PYBUILD_GO_KEEP: {pattern!r} matches no file of the app",
