@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import struct
 import tarfile
 import threading
 import zlib
@@ -62,6 +63,24 @@ class Package:
     license: str = "MIT"
     arch: str = "x86_64"
     provider_priority: int = 0
+
+
+def hello_elf(message: bytes) -> bytes:
+    """A tiny static x86-64 Linux program that writes `message` and exits 0 (no toolchain needed)."""
+    base, code_at = 0x400000, 64 + 56
+    code = (b"\xb8\x01\x00\x00\x00"                         # mov eax, 1 (write)
+            b"\xbf\x01\x00\x00\x00"                         # mov edi, 1 (stdout)
+            b"\x48\x8d\x35\x10\x00\x00\x00"                 # lea rsi, [rip + 16] (the message)
+            + b"\xba" + struct.pack("<I", len(message))    # mov edx, len
+            + b"\x0f\x05"                                   # syscall
+            b"\xb8\x3c\x00\x00\x00"                         # mov eax, 60 (exit)
+            b"\x31\xff"                                     # xor edi, edi
+            b"\x0f\x05")                                    # syscall
+    size = code_at + len(code) + len(message)
+    header = (b"\x7fELF\x02\x01\x01" + b"\0" * 9
+              + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, base + code_at, 64, 0, 0, 64, 56, 1, 0, 0, 0))
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    return header + segment + code + message
 
 
 def _gzip(data: bytes) -> bytes:
@@ -241,6 +260,8 @@ def sample_repositories(root: Path) -> dict:
         Package("busybox", "1.36.1-r2", {"bin/busybox": b"busybox", "bin/sh": "busybox"},
                 provides=["cmd:sh=1.36.1-r2"], provider_priority=100),
         Package("needs-sh", "1.0-r0", {}, depends=["cmd:sh"]),
+        Package("hello", "1.0-r0", {"usr/bin/hello": hello_elf(b"hello from an APK stack\n")},
+                depends=["baselayout"], provides=["cmd:hello=1.0-r0"], executables={"usr/bin/hello"}),
     ]
     community = [
         Package("extra-tool", "3.4.5_p2-r1", {"usr/bin/extra": b"#!/bin/sh\n"}, depends=["cmd:ldd", libc],

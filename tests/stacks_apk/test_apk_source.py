@@ -72,7 +72,7 @@ def test_index_signatures_verify_and_parse(apk_url, make_source):
     src = make_source([f"{apk_url}/main", f"{apk_url}/community"])
     records, compare, rank = src.load_index()
     by = {(r.name, r.version): r for r in records}
-    assert len(records) == 17 and rank == {f"{apk_url}/main": 0, f"{apk_url}/community": 1}
+    assert len(records) == 18 and rank == {f"{apk_url}/main": 0, f"{apk_url}/community": 1}
     libfoo = by[("libfoo", "1.2.3-r1")]
     assert [str(p) for p in libfoo.provides] == ["so:libfoo.so.1 (= 1.2.3)", "pc:foo (= 1.2.3)"]
     assert libfoo.filename == "x86_64/libfoo-1.2.3-r1.apk" and libfoo.extra["checksum"].startswith("Q1")
@@ -137,7 +137,7 @@ def test_repositories_and_keys_from_settings(apk_url, apk_repos, make_source, mo
     monkeypatch.setenv("PYBUILD_TEST_APK_KEYS", f"{apk_repos['key_paths'][0]}, {pem}")
     src = make_source(["http://127.0.0.1:9/unused"], keys=[], **{
         "repositories-setting": "PYBUILD_TEST_APK_REPOSITORIES", "keys-setting": "PYBUILD_TEST_APK_KEYS"})
-    assert len(src.load_index()[0]) == 17
+    assert len(src.load_index()[0]) == 18
     monkeypatch.delenv("PYBUILD_TEST_APK_REPOSITORIES")
     with pytest.raises(PybuildError, match="names no repository"):
         make_source([], **{"repositories-setting": "PYBUILD_TEST_APK_REPOSITORIES"})

@@ -4,6 +4,7 @@ scanned by syft, which must list every locked package with its locked version.""
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import tomllib
 
@@ -12,7 +13,7 @@ import pytest
 from builder.oci.image import Image
 from builder.oci.layout import write_layout
 from builder.stacks.assemble import assemble, load_definition
-from helpers import pybuild, require
+from helpers import pybuild, require, run_to_completion
 
 STACK = """\
 schema = 1
@@ -32,9 +33,13 @@ install = ["app", "extra-tool"]
 
 @pytest.fixture
 def stack(apk_url, apk_repos, tmp_path, monkeypatch):
+    return _stack(STACK, apk_url, apk_repos, tmp_path, monkeypatch)
+
+
+def _stack(text, apk_url, apk_repos, tmp_path, monkeypatch):
     path = tmp_path / "stacks" / "apktest.toml"
     path.parent.mkdir()
-    path.write_text(STACK)
+    path.write_text(text)
     env = {"PYBUILD_CACHE_DIR": str(tmp_path / "cache"), "SOURCE_DATE_EPOCH": "1700000000",
            "PYBUILD_TEST_APK_REPOSITORIES": f"{apk_url}/main,{apk_url}/community",
            "PYBUILD_TEST_APK_KEYS": ",".join(str(k) for k in apk_repos["key_paths"])}
@@ -81,3 +86,19 @@ def test_apk_stack_with_an_untrusted_repository_fails_cleanly(stack, apk_repos, 
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: APK repository ") and "pybuild-test-community.rsa.pub" in proc.stderr
     assert "Traceback" not in proc.stderr and not path.with_suffix(".lock").exists()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the test program is x86-64 machine code")
+def test_program_from_an_apk_stack_runs_in_a_container(apk_url, apk_repos, tmp_path, monkeypatch):
+    """The stack's layer is a working root file system: a static program from a package runs as
+    the stack's nonroot user under runc."""
+    require("umoci")
+    path, env = _stack(STACK.replace('install = ["app", "extra-tool"]', 'install = ["cmd:hello"]'),
+                       apk_url, apk_repos, tmp_path, monkeypatch)
+    pybuild("stacks", "lock", str(path), env=env)
+    stk = assemble(load_definition(str(path)))
+    assert {p["name"] for p in stk.packages} == {"hello", "baselayout"}
+    image = Image(config={"Entrypoint": ["/usr/bin/hello"], "User": "65532:65532"},
+                  architecture=stk.architecture).with_layers(stk.layer)
+    write_layout(image, tmp_path / "oci", "hello")
+    assert "hello from an APK stack" in run_to_completion(tmp_path / "oci", "hello", tmp_path)
