@@ -11,6 +11,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.parse
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,10 +75,18 @@ def write_htpasswd(path: Path, user: str, password: str) -> None:
 class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 1, bearer: tuple[str, str] | None = None):
+    def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 1, bearer: tuple[str, str] | None = None,
+                 script: dict[tuple[str, int], str] | None = None, delay: float = 0.0,
+                 refresh_token: str | None = None):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream = upstream
         self.fault_rate = fault_rate
+        self.script = dict(script or {})  # (method, nth request of that method, from 1) -> fault
+        self.seen: dict[str, int] = {}
+        self.delay = delay  # seconds each upload request (PUT, PATCH) is held, to show overlap
+        self.refresh_token = refresh_token  # accepted at the token endpoint in an OAuth2 refresh grant
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.rng = random.Random(seed)
         self.bearer = bearer  # (user, password) the token endpoint accepts
         self.tokens: set[str] = set()
@@ -89,7 +98,12 @@ class FaultProxy(ThreadingHTTPServer):
 
     def choose(self, method: str, path: str) -> str:
         with self.lock:
-            if not path.startswith("/v2/") or path == "/v2/" or self.rng.random() >= self.fault_rate:
+            if not path.startswith("/v2/") or path == "/v2/":
+                return ""
+            self.seen[method] = self.seen.get(method, 0) + 1
+            if (method, self.seen[method]) in self.script:
+                return self.script[(method, self.seen[method])]
+            if self.rng.random() >= self.fault_rate:
                 return ""
             return self.rng.choice(["503", "429", "reset-before", "reset-after"])
 
@@ -126,10 +140,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _token_endpoint(self) -> None:
+    def _token_endpoint(self, body: bytes) -> None:
         user, password = self.server.bearer  # type: ignore[misc]
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
+        if self.command == "POST":
+            form = dict(urllib.parse.parse_qsl(body.decode()))
+            ok = (form.get("grant_type") == "refresh_token" and self.server.refresh_token is not None
+                  and form.get("refresh_token") == self.server.refresh_token)
+        else:
+            ok = self.headers.get("Authorization") == expected
+        if not ok:
             self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
             return
         token = f"tok{random.getrandbits(64):x}"
@@ -142,7 +162,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.server.bearer:
             if self.path.startswith("/token"):
-                self._token_endpoint()
+                self._token_endpoint(body)
                 return
             auth = self.headers.get("Authorization", "")
             if not (auth.startswith("Bearer ") and auth[7:] in self.server.tokens):
@@ -162,12 +182,19 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "authorization")}
         conn = http.client.HTTPConnection(self.server.upstream, timeout=120)
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
         try:
+            if self.server.delay and self.command in ("PUT", "PATCH"):
+                time.sleep(self.server.delay)
             conn.request(self.command, self.path, body=body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
         finally:
             conn.close()
+            with self.server.lock:
+                self.server.in_flight -= 1
         if fault == "reset-after":
             self.server.record(self.command, self.path, fault)
             self._reset()

@@ -120,3 +120,26 @@ def test_inspect_registry_image(registry, image, capsys):
     report = inspect_json(f"docker://{registry.host}/team/app:1", capsys)
     assert report["digest"] == image.digest
     assert report["reference"] == f"docker://{registry.host}/team/app:1"
+
+
+def test_cli_inspect_exit_codes(image, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    parse_destination(f"oci:{tmp_path / 'l'}:app", "x").publish(image)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "builder.cli", "inspect", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    ok = cli(f"oci:{tmp_path / 'l'}:app", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["digest"] == image.digest
+    text = cli(f"oci:{tmp_path / 'l'}:app")
+    assert text.returncode == 0 and "Efficiency" in text.stdout
+    missing = cli(f"oci:{tmp_path / 'nothing'}")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+    assert cli("nonsense").returncode == 2

@@ -278,3 +278,52 @@ def test_parse_challenge():
     assert scheme == "bearer"
     assert params == {"realm": "https://auth.test/token", "service": "reg", "scope": "repository:a/b:pull,push"}
     assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})
+
+
+def test_uploads_run_in_parallel(registry, proxy_factory, image):
+    proxy = proxy_factory(registry.host, delay=0.3)
+    RegistryClient(proxy.host, workers=4).push_image("team/parallel", image, "1")
+    assert proxy.max_in_flight >= 2
+
+
+def test_chunked_upload_resumes_where_the_registry_stopped(registry, proxy_factory, image):
+    proxy = proxy_factory(registry.host, script={("PATCH", 2): "reset-before", ("PATCH", 4): "503"})
+    client = RegistryClient(proxy.host, chunk_size=4096, workers=1, backoff=0.01)
+    assert client.push_image("team/resume", image, "1") == image.digest
+    assert (client.stats.resumed, client.stats.restarted) == (2, 0)
+    assert proxy.count("GET", "/blobs/uploads/") == 2
+    assert remote_digest(f"docker://{registry.host}/team/resume:1") == image.digest
+
+
+def test_chunk_lost_after_arrival_restarts_that_blob(registry, proxy_factory, image):
+    # the registry got the chunk but the answer was lost: docker-registry drops such an upload on the next
+    # request, so the client checks the blob is still missing and uploads it again
+    proxy = proxy_factory(registry.host, script={("PATCH", 2): "reset-after"})
+    client = RegistryClient(proxy.host, chunk_size=4096, workers=1, backoff=0.01)
+    assert client.push_image("team/lost", image, "1") == image.digest
+    assert client.stats.restarted == 1
+    assert remote_digest(f"docker://{registry.host}/team/lost:1") == image.digest
+
+
+def test_identity_token_refresh_grant(registry, proxy_factory, image):
+    proxy = proxy_factory(registry.host, bearer=("robot", "unused"), refresh_token="refresh-123")
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    config.write_text(json.dumps({"auths": {proxy.host: {"identitytoken": "refresh-123"}}}))
+    RegistryClient(proxy.host).push_image("team/app", image, "1")
+    assert proxy.tokens
+    assert remote_digest(f"docker://{registry.host}/team/app:1") == image.digest
+
+
+def test_pulled_base_layers_are_mounted_into_a_new_repository(registry, proxy_factory, image, store, tmp_path,
+                                                              monkeypatch):
+    from .conftest import app_layer
+
+    parse_destination(f"docker://{registry.host}/base/run:1", "x").publish(image)
+    monkeypatch.setenv("PYBUILD_CACHE_DIR", str(tmp_path / "fresh-cache"))  # only the pull below is known
+    proxy = proxy_factory(registry.host)
+    base = open_image(f"docker://{proxy.host}/base/run:1").to_image()
+    app = base.with_layers(app_layer(store, "print('on top')\n"))
+    client = RegistryClient(proxy.host)
+    assert client.push_image("team/app", app, "1") == app.digest
+    assert set(client.stats.mounted) == {l.digest for l in image.layers}
+    assert client.stats.bytes_uploaded == app.layers[-1].size + len(app.config_bytes())
