@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import config
 from .errors import PybuildError
-from .oci.blobs import BlobStore, atomic_write
+from .oci.blobs import BlobStore, atomic_dir, atomic_write
 from .oci.image import Layer
 from .oci.tarball import TarWriter
 
@@ -150,20 +148,12 @@ class BuildContext(DetectContext):
                 self.reused.append(name)
                 self.layers.append(layer)
                 return content
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=base))
-        try:
+        with atomic_dir(content) as tmp:
             populate(tmp)
             tw = TarWriter(mtime=self.epoch)
             tw.add_dir(image_path, 0o755)
             tw.add_tree(tmp, image_path.lstrip("/"), uid=uid, gid=uid)
             layer = Layer.from_tar_writer(tw, self.store, created_by=f"pybuild buildpack {self.buildpack.id}: {name}")
-            if content.exists():
-                shutil.rmtree(content)
-            os.rename(tmp, content)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         for old in base.glob("*.json"):  # one cached generation per layer name
             if old != meta_path:
                 old.unlink(missing_ok=True)

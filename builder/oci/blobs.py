@@ -48,6 +48,27 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
         raise
 
 
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """Fill a temporary folder beside `dest`; on success it replaces `dest` in one rename,
+    on failure it is removed. Readers never see a half-made folder."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            if dest.is_dir() and not any(dest.iterdir()):
+                dest.rmdir()
+            else:
+                shutil.rmtree(dest)
+        os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class HashingWriter:
     """A file-like sink that hashes and counts what passes through, forwarding to `inner`."""
 

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PybuildError
-from .blobs import BlobStore, atomic_write, link_or_copy, sha256_bytes
+from .blobs import BlobStore, atomic_dir, atomic_write, link_or_copy, sha256_bytes
 from .image import ANNOTATION_REF, DOCKER_LIST, OCI_INDEX, Image, Layer, canonical_json
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
@@ -48,17 +45,8 @@ def write_layout(image: Image, directory: Path, ref: str | None) -> None:
         raise PybuildError(f"{directory} exists and is not a folder", hint="choose another -o oci: path")
     fresh = not directory.exists() or not any(directory.iterdir())
     if fresh:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             _write_into(image, tmp, ref)
-            os.chmod(tmp, 0o755)
-            if directory.exists():
-                directory.rmdir()
-            os.rename(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     else:
         if not (directory / "oci-layout").exists():
             raise PybuildError(f"{directory} is not empty and is not an OCI image layout",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import toml
 
 from .. import config
 from ..errors import PybuildError
-from ..oci.blobs import BlobStore, atomic_write
+from ..oci.blobs import BlobStore, atomic_dir, atomic_write
 from ..oci.image import Layer
 from ..oci.tarball import TarWriter
 from ..tomlfile import load_toml, load_validated
@@ -210,18 +208,10 @@ class Stack:
         root = config.cache_dir() / "rootfs" / self.key
         if (root / ".complete").exists():
             return root
-        tmp = Path(tempfile.mkdtemp(prefix=".rootfs-", dir=root.parent if root.parent.exists() else None))
-        root.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with atomic_dir(root) as tmp:
             with tarfile.open(self.layer.path, "r:gz") as tar:
                 tar.extractall(tmp, filter="fully_trusted")
             (tmp / ".complete").write_text(self.layer.diff_id)
-            if root.exists():
-                shutil.rmtree(root)
-            os.rename(tmp, root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return root
 
 
