@@ -1,26 +1,28 @@
-"""Python apps: detection, the Python version, dependencies installed for the stack's CPython
-in their own cached layer, deterministic bytecode, and a zero-config entrypoint."""
+"""Python apps: detection, the Python version, dependencies installed exactly (lockfiles with
+hashes) for the stack's own CPython in a cached layer, the project itself built into a wheel in
+the build stage, deterministic bytecode, Django's collectstatic, and a zero-config entrypoint."""
 from __future__ import annotations
 
-import configparser
+import hashlib
 import os
 import re
 import shutil
-import sys
+import tempfile
 from pathlib import Path
 
 from builder import BuildContext, Buildpack, DetectContext, DetectResult
-from builder.errors import PybuildError
-from builder.sandbox import run, run_in_rootfs
 from builder.buildpack import cache_key
+from builder.errors import PybuildError
 
-from . import entrypoint
+from . import entrypoint, locks
+from . import project as projects
+from .installer import SANDBOX, WORKSPACE, Sandbox, explain_install_error, index_settings, uv_version
 
 DEPS = "/layers/python/deps"
+PROJECT = "/layers/python/project"
 LAUNCHER = "/layers/python/launcher/launch.py"
 DEFAULT_VERSION = "3.13"
-MANIFESTS = ("requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock", "poetry.lock",
-             "pdm.lock", "setup.py", "setup.cfg")
+BUILD_ONLY = {"pip", "setuptools", "wheel"}  # never added to the run image unless the app asks for them
 
 
 def _version_from_files(ctx: DetectContext) -> tuple[str, str] | None:
@@ -33,9 +35,11 @@ def _version_from_files(ctx: DetectContext) -> tuple[str, str] | None:
             if line:
                 return line, ".python-version"
     if ctx.exists("runtime.txt"):
-        m = re.search(r"(\d+\.\d+)", ctx.read_text("runtime.txt"))
-        if m:
-            return m.group(1), "runtime.txt"
+        text = ctx.read_text("runtime.txt").strip()
+        m = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+        if not m:
+            raise PybuildError(f"runtime.txt: {text!r} names no Python version", hint="write e.g. python-3.13")
+        return m.group(1), "runtime.txt"
     return None
 
 
@@ -51,7 +55,7 @@ def choose_version(ctx: DetectContext, requires_python: str | None) -> tuple[str
     found = _version_from_files(ctx)
     if found:
         raw, origin = found
-        m = re.match(r"^(?:python-?|cpython-?)?(\d+)\.(\d+)", raw.strip())
+        m = re.match(r"^(?:python-?|cpython-?|py)?(\d+)\.(\d+)", raw.strip())
         if not m:
             raise PybuildError(f"{origin}: {raw!r} is not a Python version", hint="write it as 3.13 or 3.13.5")
         minor = f"{m.group(1)}.{m.group(2)}"
@@ -65,108 +69,146 @@ def choose_version(ctx: DetectContext, requires_python: str | None) -> tuple[str
         try:
             spec = SpecifierSet(requires_python)
         except InvalidSpecifier:
-            raise PybuildError(f"pyproject.toml: requires-python = {requires_python!r} is not a valid specifier")
+            raise PybuildError(f"requires-python = {requires_python!r} is not a valid specifier")
         fits = [v for v in versions if spec.contains(f"{v}.0", prereleases=True) or spec.contains(f"{v}.99")]
         if not fits:
-            raise PybuildError(f"pyproject.toml: requires-python {requires_python} matches no stack",
+            raise PybuildError(f"requires-python {requires_python} matches no stack",
                                hint=f"available Python versions: {', '.join(versions)}")
         best = DEFAULT_VERSION if DEFAULT_VERSION in fits else fits[-1]
         return best, "requires-python"
+    if DEFAULT_VERSION not in versions and versions:
+        return versions[-1], "default"
     return DEFAULT_VERSION, "default"
 
 
-def pip_index_args() -> tuple[list[str], dict]:
-    """Index settings from the user's pip configuration, as uv arguments (and for the cache key)."""
-    cp = configparser.ConfigParser()
-    files = ["/etc/pip.conf", "/etc/xdg/pip/pip.conf", os.path.expanduser("~/.pip/pip.conf"),
-             os.path.expanduser("~/.config/pip/pip.conf")]
-    if os.environ.get("PIP_CONFIG_FILE"):
-        files.append(os.environ["PIP_CONFIG_FILE"])
-    cp.read([f for f in files if os.path.isfile(f)])
-    found: dict[str, list[str]] = {}
-    for key in ("index-url", "extra-index-url", "find-links"):
-        vals: list[str] = []
-        for section in ("global", "install"):
-            if cp.has_option(section, key):
-                vals = cp.get(section, key).split()
-        env = os.environ.get("PIP_" + key.upper().replace("-", "_"))
-        if env:
-            vals = env.split()
-        found[key] = vals
-    args: list[str] = []
-    for key, vals in found.items():
-        for v in vals:
-            local = v[7:] if v.startswith("file://") else (v if v.startswith("/") else None)
-            if local is not None and not os.path.exists(local):
-                continue  # a configured local folder that is not on this machine
-            args += [f"--{key}", v]
-    if args:  # pip weighs every configured index equally; ask uv for the same
-        args += ["--index-strategy", "unsafe-best-match"]
-    return args, found
+def read_lock(proj: projects.Project, version: str) -> locks.Locked | None:
+    """The lockfile's runtime packages (uv.lock is exported by uv itself at build time)."""
+    if proj.lock == "poetry.lock":
+        return locks.poetry_lock(proj.app_dir, proj.pyproject, version)
+    if proj.lock == "pdm.lock":
+        return locks.pdm_lock(proj.app_dir, proj.pyproject, version)
+    if proj.lock == "Pipfile.lock":
+        return locks.pipfile_lock(proj.app_dir, version)
+    if proj.lock == "uv.lock":
+        locks.uv_lock_indexes(proj.app_dir)
+    return None
 
 
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
+def tree_digest(root: Path) -> str:
+    """Content digest of a folder (paths, modes, bytes): the key of the project layer."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            h.update(f"{rel}\0{path.lstat().st_mode & 0o111:o}\0".encode())
+            if path.is_symlink():
+                h.update(os.readlink(path).encode())
+            elif path.is_file():
+                h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
 
-        return find_uv_bin()
-    except Exception:
-        path = shutil.which("uv")
-        if not path:
-            raise PybuildError("the Python buildpack needs uv", hint="pip install uv")
-        return path
+
+def installed_names(target: Path) -> set[str]:
+    return {dist_name(d) for d in target.glob("*.dist-info")}
+
+
+def dist_name(dist_info: Path) -> str:
+    """The normalized project name of a `name-version.dist-info` folder."""
+    return locks.normalize(dist_info.name[: -len(".dist-info")].rsplit("-", 1)[0])
 
 
 class PythonBuildpack(Buildpack):
     id = "python"
-    version = "0.1.0"
-    description = "Python apps: requirements.txt, pyproject.toml; gunicorn/uvicorn/Procfile entrypoints"
+    version = "0.2.0"
+    description = ("Python apps: requirements.txt, pyproject.toml (PEP 621, Poetry, PDM, Hatch, uv), Pipfile, "
+                   "setup.py; exact lockfiles; gunicorn/uvicorn/Django/Procfile entrypoints")
 
     def detect(self, ctx: DetectContext) -> DetectResult:
-        found = [m for m in MANIFESTS if ctx.exists(m)]
+        found = [m for m in projects.MANIFESTS if ctx.exists(m)]
         py_files = sorted(p.name for p in ctx.app_dir.glob("*.py"))
         if not found and not py_files:
-            return DetectResult.failed("no requirements.txt, pyproject.toml, Pipfile, setup.py or *.py at the root")
-        requires_python = None
-        if ctx.exists("pyproject.toml"):
-            from builder.tomlfile import load_toml
-
-            requires_python = load_toml(ctx.app_dir / "pyproject.toml", "pyproject.toml").get("project", {}).get(
-                "requires-python")
-        version, origin = choose_version(ctx, requires_python)
-        ep = entrypoint.choose(ctx.app_dir, ctx.setting("PYBUILD_PROCESS"))
+            return DetectResult.failed("no requirements.txt, pyproject.toml, Pipfile, lockfile, setup.py "
+                                       "or *.py at the root")
+        proj = projects.load(ctx.app_dir)
+        version, origin = choose_version(ctx, proj.requires_python)
+        read_lock(proj, version)  # a stale or broken lockfile is reported now
+        ep = entrypoint.choose(ctx.app_dir, ctx.setting("PYBUILD_PROCESS"),
+                               proj.scripts if proj.installable else None)
         why = ", ".join(found or py_files[:3])
         return DetectResult.passed(f"found {why}", stack=f"python-{version}", python_version=version,
-                                   version_from=origin, entrypoint_rule=ep.rule, manifests=found)
+                                   version_from=origin, entrypoint_rule=ep.rule, manifests=found,
+                                   dependencies=proj.describe())
 
     # -- build -------------------------------------------------------------------------------
     def build(self, ctx: BuildContext) -> None:
         version = ctx.stack.provides.get("python", ctx.plan["python_version"])
         python = f"/usr/bin/python{version}"
-        ep = entrypoint.choose(ctx.app_dir, ctx.options.get("process"))
-        ctx.log(f"Python {version} ({ctx.plan.get('version_from')}); start: {ep.rule}")
-        reqs = ctx.app_dir / "requirements.txt"
-        req_text = reqs.read_text(encoding="utf-8") if reqs.exists() else ""
-        listed = {re.split(r"[\s\[<>=!~;@]", l.strip(), maxsplit=1)[0].lower().replace("_", "-")
-                  for l in req_text.splitlines() if l.strip() and not l.strip().startswith(("#", "-"))}
-        extra = [n for n in ep.needs if n not in listed]
-        index_args, index_cfg = pip_index_args()
-        key = cache_key("deps", self.version, req_text, extra, version, ctx.stack.key, index_cfg)
-        if req_text.strip() or extra:
-            def populate(target: Path) -> None:
-                self._install(ctx, target, version, reqs if req_text.strip() else None, extra, index_args)
-                run_in_rootfs(ctx.stack.rootfs(), [python, "-m", "compileall", "-q", "-j0",
-                                                   "--invalidation-mode", "unchecked-hash", DEPS],
-                              binds={target: DEPS}, what="compiling dependencies to bytecode")
-            ctx.layer("deps", key, populate, image_path=DEPS)
+        proj = projects.load(ctx.app_dir)
+        ep = entrypoint.choose(ctx.app_dir, ctx.options.get("process") or ctx.setting("PYBUILD_PROCESS"),
+                               proj.scripts if proj.installable else None)
+        ctx.log(f"Python {version} ({ctx.plan.get('version_from')}); dependencies: {proj.describe()}")
+        ctx.log(f"start: {ep.rule}")
+        locked = read_lock(proj, version)
+        wants_deps = bool(proj.lock or any(projects.unlocked_requirements(proj)) or ep.needs)
+        paths: list[str] = []
+        dirs: dict[str, Path] = {}
+        sandbox = None
+        if wants_deps or proj.installable:
+            build_stack = self._build_stack(ctx)
+            index = index_settings(locked.indexes if locked else [])
+            sandbox = Sandbox(build_stack.rootfs(), python, ctx.cache_dir / "uv", ctx.epoch, ctx.log, index)
+            common = [self.version, version, ctx.stack.key, build_stack.key, index.config, uv_version(sandbox.uv)]
+        if wants_deps and sandbox:
+            inputs = {n: (ctx.app_dir / n).read_bytes() for n in proj.lock_inputs()}
+
+            def populate_deps(target: Path) -> None:
+                self._install_deps(ctx, sandbox, proj, locked, target, ep.needs)
+                sandbox.compile(target, DEPS)
+
+            dirs[DEPS] = ctx.layer("deps", cache_key("deps", *common, inputs, ep.needs), populate_deps,
+                                   image_path=DEPS)
+            paths.append(DEPS)
+        if proj.installable and sandbox:
+            def populate_project(target: Path) -> None:
+                self._install_project(ctx, sandbox, target)
+                sandbox.compile(target, PROJECT)
+
+            dirs[PROJECT] = ctx.layer("project", cache_key("project", *common, tree_digest(ctx.app_dir)),
+                                      populate_project, image_path=PROJECT)
+            paths.insert(0, PROJECT)
+        django = entrypoint.find_django(ctx.app_dir)
+        if django and django.static_root and "Django" in ep.rule and sandbox:
+            self._collectstatic(ctx, sandbox, django, dirs)
         launcher_src = Path(__file__).with_name("launch.py")
         ctx.layer("launcher", cache_key("launcher", launcher_src.read_bytes()),
                   lambda d: shutil.copyfile(launcher_src, d / "launch.py"),
                   image_path=os.path.dirname(LAUNCHER))
-        ctx.launch_env.update({"PYTHONPATH": DEPS, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        if paths:
+            env["PYTHONPATH"] = ":".join(paths)
+        ctx.launch_env.update(env)
+        ctx.labels["io.pybuild.python.entrypoint"] = ep.rule
         ctx.add_process("web", self._argv(python, ep.command), default=True)
         for name, cmd in ep.processes.items():
             ctx.add_process(name, self._argv(python, cmd))
+
+    @staticmethod
+    def _build_stack(ctx: BuildContext):
+        from builder.stacks.assemble import all_definitions, assemble, load_definition
+
+        name = ctx.stack.definition.data.get("build-stack") or f"{ctx.stack.name}-build"
+        if name not in all_definitions():
+            raise PybuildError(f"the run stack {ctx.stack.name} has no build stack ({name})",
+                               hint=f"add stacks/{name}.toml (the run stack's packages plus python3.X-dev, gcc, "
+                                    f"libc6-dev, make) and lock it with `pybuild stacks lock {name}`")
+        stack = assemble(load_definition(name), ctx.log)
+        if stack.provides.get("python") != ctx.stack.provides.get("python"):
+            raise PybuildError(f"build stack {name} provides Python {stack.provides.get('python')}, "
+                               f"but the run stack {ctx.stack.name} has {ctx.stack.provides.get('python')}")
+        return stack
 
     @staticmethod
     def _argv(python: str, command: list[str]) -> list[str]:
@@ -174,30 +216,100 @@ class PythonBuildpack(Buildpack):
             return [python] + command[1:]
         return [python, LAUNCHER] + command
 
-    def _install(self, ctx: BuildContext, target: Path, version: str, reqs: Path | None, extra: list[str],
-                 index_args: list[str]) -> None:
-        argv = [uv_binary(), "pip", "install", "--target", str(target), "--python-version", version,
-                "--python-platform", "x86_64-manylinux_2_36", "--no-progress", "--color", "never",
-                "--cache-dir", str(ctx.cache_dir / "uv"), *index_args]
-        if reqs is not None:
-            argv += ["-r", str(reqs)]
-        argv += extra
-        ctx.log("installing dependencies: " + ", ".join(([reqs.name] if reqs else []) + extra))
-        env = dict(os.environ)
-        env.pop("VIRTUAL_ENV", None)
+    @staticmethod
+    def _source_copy(ctx: BuildContext) -> Path:
+        """A scratch copy of the app for the installer (build backends write into the source tree)."""
+        scratch = Path(tempfile.mkdtemp(prefix="src-", dir=ctx.cache_dir))
+        shutil.copytree(ctx.app_dir, scratch / "src", symlinks=True)
+        return scratch
+
+    def _install_deps(self, ctx: BuildContext, sandbox: Sandbox, proj: projects.Project,
+                      locked: locks.Locked | None, target: Path, needs: list[str]) -> None:
+        scratch = self._source_copy(ctx)
+        src = scratch / "src"
+        inputs = scratch / "inputs"
+        inputs.mkdir()
+        base = ["pip", "install", "--target", DEPS, "--python", sandbox.python, *sandbox.index.args]
+        binds = {target: DEPS}
+        ro = {inputs: f"{SANDBOX}/inputs"}
+        source = proj.lock or "requirements.txt"
         try:
-            run(argv, cwd=ctx.app_dir, env=env, what="installing dependencies")
+            if proj.lock == "uv.lock":
+                out = sandbox.uv_run(["export", "--locked", "--format", "requirements-txt", "--no-dev",
+                                      "--no-emit-project", "--no-header", "--no-annotate", "--python",
+                                      sandbox.python], src=src, what="exporting uv.lock")
+                locked = locks.from_exported(out.stdout)
+            if locked is not None:
+                (inputs / "locked.txt").write_text(locked.text(), encoding="utf-8")
+                ctx.log(f"installing {len(locked.pins)} locked packages from {locked.source}"
+                        + (" (hashes required)" if locked.hashed else ""))
+                if locked.lines:
+                    sandbox.uv_run(base + ["--no-deps", "-r", f"{SANDBOX}/inputs/locked.txt"]
+                                   + (["--require-hashes"] if locked.hashed else []),
+                                   src=src, binds=binds, inputs=ro, what=f"installing {locked.source}")
+            else:
+                files, lines = projects.unlocked_requirements(proj)
+                if lines:
+                    (inputs / "requirements.txt").write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+                    files = ["-r", f"{SANDBOX}/inputs/requirements.txt"]
+                    source = proj.manifests[0]
+                elif files:
+                    source = files[1]
+                if files:
+                    hashed = files[1] == "requirements.txt" and "--hash" in (src / "requirements.txt").read_text(
+                        encoding="utf-8")
+                    ctx.log(f"installing dependencies from {source}" + (" (hashes required)" if hashed else ""))
+                    sandbox.uv_run(base + files + (["--require-hashes"] if hashed else []), src=src, binds=binds,
+                                   inputs=ro, what=f"installing {source}")
+            have = installed_names(target)
+            missing = [n for n in needs if locks.normalize(n) not in have]
+            if missing:
+                ctx.log(f"adding {', '.join(missing)} (the entrypoint needs it; the app does not list it)")
+                sandbox.uv_run(base + missing, src=src, binds=binds, what=f"installing {', '.join(missing)}")
         except PybuildError as exc:
-            m = re.search(r"Because ([\w.\-\[\]]+) was not found in the package registry", exc.details or "")
-            if m:
-                raise PybuildError(f"requirements.txt: package {m.group(1)!r} was not found in the package index",
-                                   details=exc.details, hint="check the name for typos, or the index settings in pip.conf")
-            raise PybuildError("requirements.txt: installing dependencies failed", details=exc.details,
-                               hint="see the installer's last lines above")
-        bindir = target / "bin"
-        if bindir.is_dir():  # console scripts carry the host's interpreter path; point them at the stack's
-            for script in bindir.iterdir():
-                if script.is_file():
-                    data = script.read_bytes()
-                    if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
-                        script.write_bytes(f"#!/usr/bin/python{version}".encode() + b"\n" + data.split(b"\n", 1)[1])
+            raise explain_install_error(exc, source)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._drop_build_tools(ctx, target, proj, locked)
+
+    def _install_project(self, ctx: BuildContext, sandbox: Sandbox, target: Path) -> None:
+        scratch = self._source_copy(ctx)
+        ctx.log("building the project into a wheel and installing it")
+        try:
+            sandbox.uv_run(["pip", "install", "--target", PROJECT, "--python", sandbox.python, "--no-deps",
+                            *sandbox.index.args, WORKSPACE], src=scratch / "src", binds={target: PROJECT},
+                           what="building the project")
+        except PybuildError as exc:
+            raise explain_install_error(exc, "the project")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    @staticmethod
+    def _drop_build_tools(ctx: BuildContext, target: Path, proj: projects.Project,
+                          locked: locks.Locked | None) -> None:
+        """pip/setuptools/wheel only ship when the app itself asks for them."""
+        wanted = set(locked.pins) if locked else set()
+        for name in proj.lock_inputs():
+            if name.endswith((".txt", ".toml", "Pipfile", ".cfg", ".py")) and not name.endswith(".lock"):
+                text = (ctx.app_dir / name).read_text(encoding="utf-8", errors="replace").lower()
+                wanted |= {t for t in BUILD_ONLY if re.search(rf"(^|[\s\"'\[,]){t}\b", text, re.M)}
+        for d in target.glob("*.dist-info"):
+            name = dist_name(d)
+            if name in BUILD_ONLY and name not in wanted:
+                for line in (d / "RECORD").read_text(encoding="utf-8").splitlines() if (d / "RECORD").exists() else []:
+                    rel = line.rsplit(",", 2)[0]
+                    path = (target / rel).resolve()
+                    if path.is_file() and target.resolve() in path.parents:
+                        path.unlink()
+                shutil.rmtree(d, ignore_errors=True)
+                ctx.log(f"left {name} out of the image (a build tool the app does not list)")
+
+    def _collectstatic(self, ctx: BuildContext, sandbox: Sandbox, django: entrypoint.Django,
+                       dirs: dict[str, Path]) -> None:
+        ctx.log(f"collectstatic ({django.settings}, STATIC_ROOT set)")
+        binds = {ctx.app_dir: WORKSPACE, **{host: inside for inside, host in dirs.items()}}
+        sandbox.python_run(["manage.py", "collectstatic", "--noinput", "-v", "0"], binds=binds, cwd=WORKSPACE,
+                           env={"PYTHONPATH": ":".join(sorted(dirs, reverse=True)),
+                                "DJANGO_SETTINGS_MODULE": django.settings},
+                           what="manage.py collectstatic",
+                           hint="collectstatic runs at build time, without network or database access")

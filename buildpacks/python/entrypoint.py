@@ -79,18 +79,55 @@ def find_app_object(path: Path) -> tuple[str, str] | None:
     return None
 
 
+@dataclass
+class Django:
+    settings: str  # settings module, e.g. mysite.settings
+    wsgi: str  # module:attribute of the WSGI application
+    static_root: bool  # STATIC_ROOT is set: collectstatic runs at build time
+
+
+def find_django(app_dir: Path) -> Django | None:
+    """A Django project: manage.py naming its settings module, which names its WSGI application."""
+    manage = app_dir / "manage.py"
+    if not manage.is_file():
+        return None
+    text = manage.read_text(encoding="utf-8", errors="replace")
+    m = re.search(r"DJANGO_SETTINGS_MODULE[\"']\s*,\s*[\"']([\w.]+)[\"']", text)
+    if not m:
+        return None
+    settings = m.group(1)
+    path = app_dir / (settings.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = app_dir / settings.replace(".", "/") / "__init__.py"
+    conf = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    w = re.search(r"^WSGI_APPLICATION\s*=\s*[\"']([\w.]+)[\"']", conf, re.M)
+    if w:
+        module, _, attr = w.group(1).rpartition(".")
+    else:
+        module, attr = settings.rpartition(".")[0] + ".wsgi" if "." in settings else "wsgi", "application"
+    static = re.search(r"^STATIC_ROOT\s*=\s*(?!None\b)\S", conf, re.M) is not None
+    return Django(settings, f"{module}:{attr}", static)
+
+
+def _gunicorn(target: str) -> list[str]:
+    return ["python", "-m", "gunicorn", "--bind", "0.0.0.0:${PORT}", "--access-logfile", "-", target]
+
+
 def choose(app_dir: Path, process: str | None = None, scripts: dict[str, str] | None = None) -> Entrypoint:
-    """Procfile > a single [project.scripts] entry > app object conventions > python main.py."""
+    """Procfile > a single [project.scripts] entry > a WSGI/ASGI app object in main.py, app.py,
+    wsgi.py, asgi.py or server.py > Django (manage.py) > python main.py > the only *.py file."""
     procfile = app_dir / "Procfile"
     if procfile.is_file():
         procs = parse_procfile(procfile)
+        if process and process not in procs:
+            raise PybuildError(f"Procfile has no process {process!r}", hint=f"processes: {', '.join(procs)}")
         name = process or ("web" if "web" in procs else next(iter(procs), None))
-        if name and name in procs:
+        if name:
             return Entrypoint(f"Procfile `{name}:` line", procs[name],
                               processes={k: v for k, v in procs.items() if k != name})
     if scripts and len(scripts) == 1:
         (name, target), = scripts.items()
-        return Entrypoint(f"the single [project.scripts] entry {name!r}", [name])
+        return Entrypoint(f"the single [project.scripts] entry {name!r} ({target})", [name])
     for fname in CONVENTION_FILES:
         path = app_dir / fname
         if not path.is_file():
@@ -104,8 +141,13 @@ def choose(app_dir: Path, process: str | None = None, scripts: dict[str, str] | 
             return Entrypoint(f"ASGI app object `{var}` in {fname}, served by uvicorn",
                               ["python", "-m", "uvicorn", f"{module}:{var}", "--host", "0.0.0.0", "--port", "${PORT}"],
                               ["uvicorn"])
-        return Entrypoint(f"WSGI app object `{var}` in {fname}, served by gunicorn",
-                          ["python", "-m", "gunicorn", "--access-logfile", "-", f"{module}:{var}"], ["gunicorn"])
+        return Entrypoint(f"WSGI app object `{var}` in {fname}, served by gunicorn", _gunicorn(f"{module}:{var}"),
+                          ["gunicorn"])
+    django = find_django(app_dir)
+    if django:
+        static = "; collectstatic at build time" if django.static_root else ""
+        return Entrypoint(f"Django project (manage.py, {django.settings}), {django.wsgi} served by gunicorn{static}",
+                          _gunicorn(django.wsgi), ["gunicorn"])
     if (app_dir / "main.py").is_file():
         return Entrypoint("main.py at the root, run with python", ["python", "main.py"])
     singles = sorted(p.name for p in app_dir.glob("*.py"))

@@ -1,0 +1,3 @@
+import sys
+
+print("worker ran:", " ".join(sys.argv[1:]))
