@@ -257,13 +257,18 @@ def read_docker_archive(path: Path, name: str | None = None, platform: str = "li
             raise PybuildError(f"{source}: manifest.json lists no image")
         entry = entries[0]
         if name:
-            wanted = [e for e in entries if name in (e.get("RepoTags") or [])]
+            # tools may qualify names with a registry host: `app:1` matches `HOST/app:1` as well
+            wanted = [e for e in entries
+                      if any(t == name or t.endswith("/" + name) for t in (e.get("RepoTags") or []))]
             if not wanted:
                 tags = sorted(t for e in entries for t in (e.get("RepoTags") or []))
                 raise PybuildError(f"{source}: no image named {name!r}", hint=f"names here: {', '.join(tags) or 'none'}")
             entry = wanted[0]
         store = _archive_cache()
-        config_digest = _store_member(tar, entry["Config"], store, None, source)
+        config_name = entry.get("Config", "")
+        named = config_name.rsplit("/", 1)[-1].removesuffix(".json")
+        expected = "sha256:" + named if len(named) == 64 and all(c in "0123456789abcdef" for c in named) else None
+        config_digest = _store_member(tar, config_name, store, expected, source)
         config_bytes = store.path(config_digest).read_bytes()
         config = json.loads(config_bytes)
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])

@@ -142,3 +142,14 @@ def test_umoci_unpack_and_runc_run(image, tmp_path):
     subprocess.run(["runc", "--root", str(tmp_path / "runc"), "delete", "--force", name], capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "hello from pybuild\n"
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_reads_archives_made_by_skopeo(image, tmp_path, transport):
+    parse_destination(f"oci:{tmp_path / 'l'}:app", "x").publish(image)
+    target = tmp_path / "skopeo.tar"
+    suffix = ":made/by:skopeo" if transport == "docker-archive" else ":app"
+    skopeo("copy", f"oci:{tmp_path / 'l'}:app", f"{transport}:{target}{suffix}")
+    stored = open_image(f"{transport}:{target}{suffix}")
+    assert stored.config["rootfs"]["diff_ids"] == [l.diff_id for l in image.layers]
+    assert stored.config["config"]["Env"] == image.config["Env"]
