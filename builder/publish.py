@@ -90,13 +90,15 @@ class RegistryDestination:
         return RegistryClient(self.ref.host)
 
     def publish(self, image: Image) -> str:
-        digest = self.client().push_image(self.ref.repo, image, self.ref.reference)
-        return f"{self.ref}@{digest}"
+        client = self.client()
+        digest = client.push_image(self.ref.repo, image, self.ref.reference)
+        return f"{self.ref}@{digest} ({client.stats.summary()})"
 
     def publish_index(self, images: list[Image]) -> str:
         """Several platforms of one image, pushed with an image index under the tag."""
-        digest = self.client().push_index(self.ref.repo, images, self.ref.reference)
-        return f"{self.ref}@{digest}"
+        client = self.client()
+        digest = client.push_index(self.ref.repo, images, self.ref.reference)
+        return f"{self.ref}@{digest} ({client.stats.summary()})"
 
 
 def docker_name(name: str | None, default_tag: str) -> str:

@@ -169,6 +169,10 @@ class PushStats:
     resumed: int = 0
     restarted: int = 0
 
+    def summary(self) -> str:
+        return (f"{len(self.uploaded)} blobs uploaded ({self.bytes_uploaded:,} bytes), "
+                f"{len(self.skipped)} already there, {len(self.mounted)} mounted")
+
 
 class _UploadLost(Exception):
     """The registry no longer knows an upload session: start a new one."""

@@ -92,6 +92,8 @@ def test_efficiency_equals_dive(store, tmp_path, capsys):
         dive = json.loads(out.read_text())["image"]
         ours = inspect_json(f"docker-archive:{archive}", capsys)["efficiency"]
         assert ours["wastedBytes"] == dive["inefficientBytes"], name
+        layer_sizes = [l["sizeBytes"] for l in json.loads(out.read_text())["layer"]]
+        assert ours["userSizeBytes"] == sum(layer_sizes[1:]), name
         assert ours["score"] == pytest.approx(dive["efficiencyScore"], abs=1e-12), name
         assert {f["path"]: f["wastedBytes"] for f in ours["inefficientFiles"]} == \
                {f["file"]: f["sizeBytes"] for f in dive["fileReference"]}, name

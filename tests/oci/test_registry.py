@@ -34,7 +34,7 @@ def remote_digest(ref: str, *extra: str) -> str:
 
 def test_push_then_skopeo_copy_back(registry, image, tmp_path):
     where = parse_destination(f"docker://{registry.host}/team/app:1", "x").publish(image)
-    assert where == f"docker://{registry.host}/team/app:1@{image.digest}"
+    assert where.startswith(f"docker://{registry.host}/team/app:1@{image.digest} (3 blobs uploaded")
     assert remote_digest(f"docker://{registry.host}/team/app:1") == image.digest
     skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/team/app:1", f"oci:{tmp_path / 'back'}:x")
     back = open_image(f"oci:{tmp_path / 'back'}:x")
@@ -175,7 +175,7 @@ def test_multi_platform_index(registry, store, tmp_path):
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/team/multi:1").stdout)
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
-    assert where.endswith(remote_digest(f"docker://{registry.host}/team/multi:1"))
+    assert remote_digest(f"docker://{registry.host}/team/multi:1") in where
     assert open_image(f"docker://{registry.host}/team/multi:1", "linux/arm64").digest == arm.digest
     assert open_image(f"docker://{registry.host}/team/multi:1", "linux/amd64").digest == amd.digest
     with pytest.raises(PybuildError, match="no image for platform"):
