@@ -250,16 +250,17 @@ class RegistryClient:
         if not realm:
             raise PybuildError(f"registry {self.host} asked for a Bearer token but named no realm")
         creds = self._creds(repo)
+        verify = self._verify if insecure_allowed(urlsplit(realm).netloc) else True
         query: list[tuple[str, str]] = [("service", params["service"])] if params.get("service") else []
         query += [("scope", s) for s in scope]
         try:
             if creds.identity_token:
                 r = self.session.post(realm, data=query + [("grant_type", "refresh_token"), ("client_id", "pybuild"),
                                                             ("refresh_token", creds.identity_token)],
-                                      timeout=(10, 60), verify=self._verify)
+                                      timeout=(10, 60), verify=verify)
             else:
                 auth = (creds.username, creds.password) if not creds.anonymous else None
-                r = self.session.get(realm, params=query, auth=auth, timeout=(10, 60), verify=self._verify)
+                r = self.session.get(realm, params=query, auth=auth, timeout=(10, 60), verify=verify)
         except TRANSIENT as exc:
             raise NetworkError(f"cannot reach the token service {realm} of registry {self.host} ({_short(exc)})")
         if r.status_code in (401, 403):
@@ -329,10 +330,13 @@ class RegistryClient:
             if response is not None and response.status_code == 401 and auth_tries < 2:
                 auth_tries += 1
                 if self._authorize(response, scope, repo, auth):
+                    response.close()
                     continue
             if response is not None and response.status_code not in RETRY_STATUS:
                 return response
             attempt += 1
+            if response is not None and attempt < attempts:
+                response.close()
             if attempt < attempts:
                 with self._lock:
                     self.stats.retries += 1
