@@ -35,7 +35,8 @@ CONFIG_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs", "pnpm-works
 PASS_ENV = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "http_proxy", "https_proxy", "no_proxy")
 DEP_FIELDS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies", "bundleDependencies",
-              "overrides", "resolutions", "pnpm", "workspaces", "packageManager", "engines")
+              "overrides", "resolutions", "pnpm", "workspaces", "packageManager", "engines", "allowScripts",
+              "trustedDependencies")
 
 
 def load_package_json(path: Path) -> dict:
@@ -344,6 +345,8 @@ class Installer:
             "YARN_ENABLE_TELEMETRY": "0", "YARN_ENABLE_PROGRESS_BARS": "0", "COREPACK_ENABLE_STRICT": "0",
             "NODE_ENV": "development",
         }
+        if self.mgr.name == "npm":  # local `file:` packages are copied into node_modules (the deps layer)
+            env["npm_config_install_links"] = "true"
         if self.mgr.name == "pnpm":
             env.update({"npm_config_store_dir": f"{c}/pnpm-store", "npm_config_package_import_method": "copy"})
         if self.mgr.name == "berry":

@@ -1,0 +1,8 @@
+{
+  "targets": [
+    {
+      "target_name": "hello",
+      "sources": ["hello.c"]
+    }
+  ]
+}
