@@ -20,6 +20,7 @@ from . import diagnose, source, toolchain
 STACK = "static"
 BIN_DIR = f"{LAYERS_DIR}/go/bin"
 LDFLAGS = "-s -w -buildid="
+GOPATH_MODULE = "app"  # module name (and binary) for an app with no go.mod
 DEFAULT_GOPROXY = "https://proxy.golang.org,direct"
 # user settings handed to the go command as they are (-e first, then pybuild's own environment)
 PASS_THROUGH = ("GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOINSECURE",
@@ -63,6 +64,16 @@ def kept_files(app: Path, setting: str | None) -> list[str]:
     return sorted(chosen)
 
 
+def build_flags(app: Path, goflags: str, extra_ldflags: str | None) -> list[str]:
+    """`go build` flags: static, reproducible; vendor/ used unless the user's GOFLAGS pick a -mod
+    themselves (-mod=mod, for downloads, only when the user asks for it)."""
+    ldflags = LDFLAGS + (f" {extra_ldflags.strip()}" if extra_ldflags and extra_ldflags.strip() else "")
+    flags = ["-trimpath", "-buildvcs=false", f"-ldflags={ldflags}"]
+    if (app / "vendor" / "modules.txt").exists() and "-mod=" not in goflags:
+        flags.append("-mod=vendor")
+    return flags
+
+
 class GoBuildpack(Buildpack):
     id = "go"
     version = "0.1.0"
@@ -89,21 +100,18 @@ class GoBuildpack(Buildpack):
         ctx.log(tc.note)
         app = ctx.app_dir
         gopath_style = not (app / "go.mod").exists()
-        fallback = Path(str(ctx.project.get("_source") or app)).name
         minor = int(tc.pin.go_version.split(".")[1])
-        if gopath_style:
-            module = source.clean_name(fallback).lower() or "app"
-            (app / "go.mod").write_text(f"module {module}\n\ngo 1.{minor}\n")
-            ctx.log(f"no go.mod: building as module {module!r} (standard library only)")
+        if gopath_style:  # a fixed name, so the image does not depend on the folder's name
+            (app / "go.mod").write_text(f"module {GOPATH_MODULE}\n\ngo 1.{minor}\n")
+            ctx.log(f"no go.mod: building as module {GOPATH_MODULE!r} (standard library only)")
         mod = source.parse_gomod((app / "go.mod").read_text(encoding="utf-8", errors="replace"))
         goarch = GOARCH.get(str(ctx.stack.definition.source.get("architecture", "amd64")), "amd64")
         platform = {"goos": "linux", "goarch": goarch, "go_minor": minor}
-        targets = source.find_targets(app, mod.module, ctx.setting("PYBUILD_GO_TARGETS"), fallback, **platform)
+        targets = source.find_targets(app, mod.module, ctx.setting("PYBUILD_GO_TARGETS"), GOPATH_MODULE,
+                                      **platform)
         self._check_process(ctx, targets)
         env, user = self._env(ctx, tc, goarch)
-        flags = ["-trimpath", "-buildvcs=false", f"-ldflags={LDFLAGS}"]
-        if (app / "vendor" / "modules.txt").exists() and "-mod=" not in user.get("GOFLAGS", ""):
-            flags.append("-mod=vendor")
+        flags = build_flags(app, user.get("GOFLAGS", ""), ctx.setting("PYBUILD_GO_LDFLAGS"))
         ctx.log("building " + ", ".join(f"{t.package} -> {t.name}" for t in targets)
                 + (" (vendor/)" if "-mod=vendor" in flags else ""))
         key = cache_key("bin", self.version, tc.pin.sha256, [(t.name, t.package) for t in targets], flags,

