@@ -11,7 +11,6 @@ stopped at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder.oci.blobs import BlobStore  # noqa: E402
 from builder.oci.image import Image, Layer  # noqa: E402
-from builder.oci.registry import RegistryClient  # noqa: E402
+from builder.oci.registry import BlobLocations, RegistryClient  # noqa: E402
 from builder.oci.tarball import TarWriter  # noqa: E402
 from tests.oci.servers import RegistryServer  # noqa: E402
 
@@ -83,8 +82,8 @@ def image_size(image: Image) -> int:
     return sum(l.size for l in image.layers) + len(image.config_bytes()) + len(image.manifest_bytes())
 
 
-def push(host: str, image: Image) -> tuple[RegistryClient, float]:
-    client = RegistryClient(host)
+def push(host: str, image: Image, work: Path) -> tuple[RegistryClient, float]:
+    client = RegistryClient(host, locations=BlobLocations(work / "registry-blobs.json"))
     start = time.perf_counter()
     client.push_image("bench/app", image, "latest")
     return client, time.perf_counter() - start
@@ -98,7 +97,6 @@ def main() -> int:
         sys.exit("docker-registry is not installed (apt-get install docker-registry)")
     with tempfile.TemporaryDirectory(prefix="pybuild-bench-") as tmp:
         work = Path(tmp)
-        os.environ["PYBUILD_CACHE_DIR"] = str(work / "cache")
         (work / "registry").mkdir()
         server = RegistryServer(work / "registry")
         try:
@@ -106,9 +104,9 @@ def main() -> int:
             make = (lambda g: built_image(args.source, work, g)) if args.source else \
                 (lambda g: synthetic_image(store, g))
             first = make("hello")
-            c1, t1 = push(server.host, first)
+            c1, t1 = push(server.host, first, work)
             second = make("hello, world")
-            c2, t2 = push(server.host, second)
+            c2, t2 = push(server.host, second, work)
         finally:
             server.stop()
     total = image_size(second)

@@ -211,16 +211,22 @@ class RegistryClient:
 
     def _ping(self) -> str:
         candidates = [("https", True)]
-        if insecure_allowed(self.host):  # verified TLS first; then a self-signed cert; then plain HTTP
+        if is_loopback(self.host):  # traffic that never leaves the machine: the cheap probe first
+            candidates = [("http", True), ("https", True), ("https", False)]
+        elif insecure_allowed(self.host):  # verified TLS first; then a self-signed cert; then plain HTTP
             candidates += [("https", False), ("http", True)]
         tls_error: Exception | None = None
-        for scheme, verify in candidates:
+        for n, (scheme, verify) in enumerate(candidates):
             url = f"{scheme}://{self.host}/v2/"
             for attempt in range(3):
                 try:
                     if not verify:  # only for loopback or hosts the user listed as insecure
                         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                    self.session.get(url, timeout=(10, 30), verify=verify)
+                    r = self.session.get(url, timeout=(10, 30), verify=verify)
+                    r.close()
+                    # a TLS server answers plain HTTP with 400: then it is the next scheme's turn
+                    if r.status_code not in (200, 401, 403) and n < len(candidates) - 1:
+                        break
                     self._verify = verify
                     return f"{scheme}://{self.host}"
                 except requests.exceptions.SSLError as exc:
