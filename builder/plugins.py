@@ -23,6 +23,10 @@ from .errors import PybuildError
 GROUP = "pybuild"
 
 
+class DuplicateBuildpackError(PybuildError):
+    """Two buildpacks claim one id: always an error, whichever plugin is at fault."""
+
+
 @dataclass
 class BuildpackInfo:
     buildpack: Buildpack
@@ -53,7 +57,7 @@ class Registry:
             other = self.buildpacks[bp.id]
             if other.origin == origin and other.plugin == plugin:
                 return
-            raise PybuildError(f"two buildpacks have the id {bp.id!r}: {other.plugin!r} ({other.dist}) "
+            raise DuplicateBuildpackError(f"two buildpacks have the id {bp.id!r}: {other.plugin!r} ({other.dist}) "
                                f"and {plugin!r} ({dist})",
                                hint="uninstall one, rename one, or switch a plugin off with "
                                     "PYBUILD_DISABLE_PLUGINS=NAME")
@@ -116,10 +120,16 @@ def load(required: set[str] | None = None, warn: Callable[[str], None] = lambda 
             hooks = _hook_names(pm, ep.name)
             for bp in _instances(_classes_from(pm, ep.name, None)):
                 reg.add(bp, ep.name, dist, ep.value, hooks)
-        except PybuildError:
+            for impl in pm.hook.pybuild_cnb_buildpack_dirs.get_hookimpls():
+                if impl.plugin_name == ep.name:
+                    for folder in impl.function() or []:
+                        for bp_dir in _cnb_dirs(Path(folder)):
+                            reg.add(_cnb(bp_dir), ep.name, dist, str(bp_dir), ["bin/detect", "bin/build"])
+        except DuplicateBuildpackError:
             raise
         except Exception as exc:  # a broken third-party plugin must not take pybuild down
-            msg = f'Error loading plugin "{ep.name}" ({dist}): {exc.__class__.__name__}: {exc}'
+            what = exc.message if isinstance(exc, PybuildError) else f"{exc.__class__.__name__}: {exc}"
+            msg = f'Error loading plugin "{ep.name}" ({dist}): {what}'
             if pm.has_plugin(ep.name):
                 pm.unregister(name=ep.name)
             for bp_id in [i for i, info in reg.buildpacks.items() if info.plugin == ep.name]:
@@ -133,15 +143,25 @@ def load(required: set[str] | None = None, warn: Callable[[str], None] = lambda 
     return reg
 
 
-def _load_cnb_path(reg: Registry, warn: Callable[[str], None], disabled: set[str]) -> None:
-    from .cnb import CNBBuildpack, find_buildpack_dirs
+def _cnb_dirs(path: Path) -> list[Path]:
+    from .cnb import find_buildpack_dirs
 
+    return find_buildpack_dirs(path)
+
+
+def _cnb(path: Path) -> Buildpack:
+    from .cnb import CNBBuildpack
+
+    return CNBBuildpack(path)
+
+
+def _load_cnb_path(reg: Registry, warn: Callable[[str], None], disabled: set[str]) -> None:
     for entry in (config.setting("PYBUILD_CNB_PATH") or "").split(os.pathsep):
         if not entry:
             continue
-        for folder in find_buildpack_dirs(Path(entry)):
+        for folder in _cnb_dirs(Path(entry)):
             try:
-                bp = CNBBuildpack(folder)
+                bp = _cnb(folder)
             except PybuildError as exc:
                 msg = f'Error loading plugin "{folder}" (PYBUILD_CNB_PATH): {exc.message}'
                 reg.errors.append(msg)
@@ -193,9 +213,7 @@ def add_path(reg: Registry, uri: str, root: Path, want_id: str | None = None) ->
     if not path.exists():
         raise PybuildError(f"project.toml names the buildpack {uri!r}, but {path} does not exist")
     if path.is_dir() and (path / "buildpack.toml").is_file():
-        from .cnb import CNBBuildpack
-
-        bps: list[Buildpack] = [CNBBuildpack(path)]
+        bps: list[Buildpack] = [_cnb(path)]
         plugin, hooks = f"cnb:{path}", ["bin/detect", "bin/build"]
     elif path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").is_file()):
         plugin = str(path)

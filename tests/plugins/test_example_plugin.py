@@ -25,10 +25,11 @@ def venv(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plugin-venv")
     src = root / "src"
     shutil.copytree(PLUGIN, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "demo"))
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "venv")],
+                   check=True)
     python = root / "venv" / "bin" / "python"
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(src)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                           str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return python
 
@@ -63,4 +64,4 @@ def test_plugin_builds_a_site_that_runs(venv, tmp_path):
     # without the plugin nothing recognises the site, and every buildpack says what it looked for
     plain = subprocess.run([sys.executable, "-m", "builder.cli", "detect", str(PLUGIN / "demo")],
                            capture_output=True, text=True)
-    assert plain.returncode == 1 and "python: no requirements.txt" in plain.stderr
+    assert plain.returncode == 1 and "\n  python: " in plain.stderr and "  static-site:" not in plain.stderr

@@ -134,3 +134,29 @@ def test_disable_plugins(site):
     some = rows(pybuild("plugins", "--json", env={**env, "PYBUILD_DISABLE_PLUGINS": "hello, go"}))
     assert "hello" not in some and "go" not in some and "python" in some
     assert rows(pybuild("plugins", "--json", env={**env, "PYBUILD_DISABLE_PLUGINS": "all"})) == {}
+
+
+SHIPS_CNB = """
+    from pathlib import Path
+
+    from builder import hookimpl
+
+    @hookimpl
+    def pybuild_cnb_buildpack_dirs():
+        return [Path(__file__).with_name("cnb-buildpacks")]
+"""
+
+
+def test_plugin_can_ship_cloud_native_buildpacks(site):
+    folder, env = site
+    fake_dist(folder, "acme-buildpacks", "4.1", "acme", "acme_bps", SHIPS_CNB)
+    bp = folder / "cnb-buildpacks" / "acme_java" / "1.0.0"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "acme/java"\nversion = "1.0.0"\n')
+    (bp / "bin" / "build").write_text("#!/bin/sh\n")
+    found = rows(pybuild("plugins", "--json", env=env))["acme/java"]
+    assert (found["distribution"], found["plugin"], found["kind"]) == ("acme-buildpacks 4.1", "acme", "cnb")
+    (bp / "buildpack.toml").write_text('api = "0.4"\n[buildpack]\nid = "acme/java"\nversion = "1.0.0"\n')
+    (err,) = json.loads(pybuild("plugins", "--json", env=env).stdout)["errors"]
+    assert err.startswith('Error loading plugin "acme" (acme-buildpacks 4.1): ')
+    assert err.endswith("Buildpack API 0.4 is not supported")
