@@ -327,3 +327,21 @@ def test_pulled_base_layers_are_mounted_into_a_new_repository(registry, proxy_fa
     assert client.push_image("team/app", app, "1") == app.digest
     assert set(client.stats.mounted) == {l.digest for l in image.layers}
     assert client.stats.bytes_uploaded == app.layers[-1].size + len(app.config_bytes())
+
+
+def test_pull_docker_schema2_manifest_and_list(registry, store, tmp_path):
+    amd, arm = make_image(store), make_image(store, text="arm\n", arch="arm64")
+    parse_destination(f"docker://{registry.host}/team/multi:1", "x").publish_index([amd, arm])
+    skopeo("copy", "--all", "--format", "v2s2", "--src-tls-verify=false", "--dest-tls-verify=false",
+           f"docker://{registry.host}/team/multi:1", f"docker://{registry.host}/team/docker:1")
+    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/team/docker:1").stdout)
+    assert raw["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    arm_pulled = open_image(f"docker://{registry.host}/team/docker:1", "linux/arm64")
+    assert arm_pulled.manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert arm_pulled.config["architecture"] == "arm64"
+    assert arm_pulled.config["rootfs"]["diff_ids"] == [l.diff_id for l in arm.layers]
+    # a pulled Docker image can be the base of a new OCI image pushed elsewhere
+    client = RegistryClient(registry.host)
+    rebased = arm_pulled.to_image()
+    assert client.push_image("team/rebased", rebased, "1") == rebased.digest
+    assert remote_digest(f"docker://{registry.host}/team/rebased:1") == rebased.digest
