@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import difflib
+import posixpath
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +75,17 @@ def _table(project: dict, *keys: str) -> Any:
 
 
 def source_rules(project: dict) -> tuple[list[str], list[str]]:
-    """(include, exclude) patterns for the source tree."""
+    """(include, exclude) patterns for the source tree. Buildpacks named by a path inside the
+    project folder are build inputs, not app files: they are excluded too."""
     bp = _table(project, "io", "buildpacks")
-    return list(bp.get("include", [])), list(bp.get("exclude", []))
+    pre, order, post = _groups(project)
+    local = []
+    for m in pre + post + [m for g in order for m in g]:
+        uri = m.get("uri", "")
+        rel = posixpath.normpath(uri[7:] if uri.startswith("file://") else uri)
+        if uri and "://" not in rel and not rel.startswith(("/", "..", "~")) and rel != ".":
+            local.append("/" + rel)
+    return list(bp.get("include", [])), list(bp.get("exclude", [])) + local
 
 
 def settings(project: dict) -> dict:

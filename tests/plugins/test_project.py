@@ -223,3 +223,39 @@ def test_pybuild_table_sets_stack_entrypoint_processes_and_env(tmp_path):
     cfg = config_of(out, "cli")
     assert cfg["Entrypoint"] == ["/usr/bin/python3.13", "-c", "print('work')"]
     assert "MODE=dev" in cfg["Env"]
+
+
+def test_buildpacks_inside_the_project_stay_out_of_the_app(tmp_path):
+    from builder.project import source_rules
+    from builder.source import SourceTree
+
+    app = tmp_path / "app"
+    (app / "tools" / "cnb").mkdir(parents=True)
+    (app / "tools" / "cnb" / "buildpack.toml").write_text("")
+    (app / "tools" / "keep.txt").write_text("")
+    (app / "bp.py").write_text("")
+    (app / "main.py").write_text("")
+    project(app, """
+        [io.buildpacks]
+        exclude = ["*.md"]
+        [[io.buildpacks.group]]
+        uri = "./tools/cnb"
+        [[io.buildpacks.group]]
+        uri = "bp.py"
+        [[io.buildpacks.post.group]]
+        uri = "../outside.py"
+        """)
+    include, exclude = source_rules(load(app))
+    assert (include, exclude) == ([], ["*.md", "/tools/cnb", "/bp.py"])
+    files = {rel for rel, _, _ in SourceTree(app, include=include, exclude=exclude).files()}
+    assert files == {"main.py", "project.toml", "tools", "tools/keep.txt"}
+
+
+def test_plugins_command_lists_a_projects_local_buildpacks(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    local_bp(app / "mine.py", "mine", "x")
+    project(app, '[[io.buildpacks.group]]\nuri = "mine.py"\n')
+    found = {r["id"]: r for r in json.loads(pybuild("plugins", str(app), "--json").stdout)["buildpacks"]}
+    assert (found["mine"]["distribution"], found["mine"]["module"]) == ("local path", str(app / "mine.py"))
+    assert "mine" not in {r["id"] for r in json.loads(pybuild("plugins", "--json").stdout)["buildpacks"]}
