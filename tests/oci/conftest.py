@@ -131,6 +131,10 @@ def registry(tmp_path):
 def auth_registry(tmp_path):
     """A registry behind htpasswd (Basic auth): user `tester`, password `s3cret`."""
     need("docker-registry")
+    try:
+        import bcrypt  # noqa: F401
+    except ImportError:
+        need("htpasswd")
     root = tmp_path / "auth-registry"
     root.mkdir()
     write_htpasswd(root / "htpasswd", "tester", "s3cret")

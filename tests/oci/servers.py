@@ -66,8 +66,14 @@ class RegistryServer:
 
 
 def write_htpasswd(path: Path, user: str, password: str) -> None:
-    import bcrypt
-
+    """A bcrypt htpasswd file (docker-registry reads no other hash): the `bcrypt` package, else apache2-utils."""
+    try:
+        import bcrypt
+    except ImportError:
+        line = subprocess.run(["htpasswd", "-nbB", user, password], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        path.write_text(line + "\n")
+        return
     path.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
 
 
