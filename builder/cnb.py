@@ -48,6 +48,7 @@ BUILDPACKS_DIR = "/cnb/buildpacks"
 RESERVED = {"launch.toml", "build.toml", "store.toml"}
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_TRIALS = 256
+HIDDEN = {"proc", "dev", "tmp", "root", "home", "run"}  # made fresh, or kept from buildpacks
 OUTPUT_LINES = 40
 
 
@@ -74,9 +75,9 @@ def escape_id(bp_id: str) -> str:
 # -- the sandbox ---------------------------------------------------------------------------------
 def run_sandboxed(argv: Sequence[str], *, binds: Mapping[Path, str], ro_binds: Mapping[Path, str],
                   env: Mapping[str, str], cwd: str = APP_DIR, timeout: float = 3600) -> subprocess.CompletedProcess:
-    """Run `argv` with the host's file system read-only as the build environment, the CNB paths
-    bound on top, a private /tmp, and network access (buildpacks download their dependencies).
-    Returns the finished process whatever its exit status."""
+    """Run `argv` with the host's file system read-only as the build environment (but not the
+    users' homes), the CNB paths bound on top, a private /tmp, and network access (buildpacks
+    download their dependencies). Returns the finished process whatever its exit status."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
         raise PybuildError("running Cloud Native Buildpacks needs bubblewrap (bwrap)",
@@ -84,7 +85,7 @@ def run_sandboxed(argv: Sequence[str], *, binds: Mapping[Path, str], ro_binds: M
     tops = {p.strip("/").split("/")[0] for p in list(binds.values()) + list(ro_binds.values())}
     cmd = [bwrap, "--tmpfs", "/"]
     for entry in sorted(Path("/").iterdir()):
-        if entry.name in ("proc", "dev", "tmp") or entry.name in tops:
+        if entry.name in HIDDEN or entry.name in tops:
             continue
         if entry.is_symlink():
             cmd += ["--symlink", os.readlink(entry), f"/{entry.name}"]
