@@ -102,21 +102,26 @@ def test_local_replace(tmp_path):
 
 
 def test_two_mains_become_named_processes(tmp_path):
-    targets = ("-e", "PYBUILD_GO_TARGETS=./cmd/web,./cmd/worker")
-    summary = build(APPS / "twomains", tmp_path / "web", *targets)
+    # PYBUILD_GO_TARGETS=./cmd/web,./cmd/worker comes from the app's project.toml (build env)
+    summary = build(APPS / "twomains", tmp_path / "web")
     procs = json.loads(summary["config"]["Labels"]["io.pybuild.processes"])
     assert [(p["type"], p["default"]) for p in procs] == [("web", True), ("worker", False)]
+    assert not [e for e in summary["config"]["Env"] if e.startswith("PYBUILD_GO")]  # build time only
     assert answer(tmp_path / "web", tmp_path) == "this is the web process"
     assert answer(tmp_path / "web", tmp_path, args=["/layers/go/bin/worker"]) == "this is the worker process"
 
-    summary = build(APPS / "twomains", tmp_path / "worker", *targets, "--process", "worker")
+    summary = build(APPS / "twomains", tmp_path / "worker", "--process", "worker")
     assert summary["config"]["Entrypoint"] == ["/layers/go/bin/worker"]
     assert "reusing layer bin" in summary["log"]
     assert answer(tmp_path / "worker", tmp_path) == "this is the worker process"
 
-    proc = pybuild("build", str(APPS / "twomains"), "-o", f"oci:{tmp_path / 'x'}:app", *targets,
-                   "--process", "cron", check=False)
+    proc = pybuild("build", str(APPS / "twomains"), "-o", f"oci:{tmp_path / 'x'}:app", "--process", "cron",
+                   check=False)
     assert proc.returncode == 2 and "no process named 'cron'" in proc.stderr and "web, worker" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+    only = build(APPS / "twomains", tmp_path / "only", "-e", "PYBUILD_GO_TARGETS=./cmd/worker")  # -e wins
+    assert [p["type"] for p in json.loads(only["config"]["Labels"]["io.pybuild.processes"])] == ["worker"]
 
 
 def test_reproducible_from_scratch_and_incremental(tmp_path):
