@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..tomlfile import load_toml, load_validated
 from .resolve import Resolver
 from .source import PackageSource
 
-ASSEMBLER_VERSION = "3"
+ASSEMBLER_VERSION = "4"
 LOCK_VERSION = 1
 DEFAULT_USERS = [
     {"name": "root", "uid": 0, "gid": 0, "home": "/root"},
@@ -231,11 +232,33 @@ def _ca_bundle(tw: TarWriter) -> None:
     tw.add_bytes("etc/ssl/certs/ca-certificates.crt", bundle)
 
 
+def _compile_bytecode(tw: TarWriter, bytecode: dict, store: BlobStore, log) -> None:
+    """Compile the stack's Python sources with the stack's own interpreter (inside its root
+    file system, so recorded paths are the image's) and add the `.pyc` files: a cold start
+    then imports the standard library without compiling it (or failing to cache it)."""
+    from ..sandbox import run_in_rootfs
+
+    log(f"compiling {', '.join(bytecode['paths'])} with {bytecode['interpreter']}")
+    staged = Layer.from_tar_writer(tw, store)
+    with tempfile.TemporaryDirectory(prefix="pybuild-bytecode-", dir=config.cache_dir()) as tmp:
+        root = Path(tmp) / "root"
+        with tarfile.open(staged.path, "r:gz") as tar:
+            tar.extractall(root, filter="fully_trusted")
+        binds = {root / p.strip("/"): "/" + p.strip("/") for p in bytecode["paths"]}
+        run_in_rootfs(root, [bytecode["interpreter"], "-m", "compileall", "-q", "-j0",
+                             "--invalidation-mode", "unchecked-hash", *binds.values()],
+                      binds=binds, what="compiling the stack's Python standard library")
+        for sub in binds:
+            for pyc in sorted(sub.rglob("*.pyc")):
+                tw.add_bytes(str(pyc.relative_to(root)), pyc.read_bytes(), 0o644)
+    staged.path.unlink(missing_ok=True)
+
+
 def assemble(defn: StackDefinition, log=lambda msg: None) -> Stack:
     """The stack's layer, from the cache when the lockfile and definition are unchanged."""
     lock = read_lock(defn)
     lock_bytes = defn.lock_path.read_bytes()
-    shape = {k: defn.data.get(k) for k in ("files", "users")}
+    shape = {k: defn.data.get(k) for k in ("files", "users", "bytecode")}
     key = hashlib.sha256(lock_bytes + json.dumps(shape, sort_keys=True).encode()
                          + ASSEMBLER_VERSION.encode()).hexdigest()[:32]
     store = BlobStore(config.cache_dir() / "blobs")
@@ -277,6 +300,9 @@ def assemble(defn: StackDefinition, log=lambda msg: None) -> Stack:
             tw.add_dir(home, 0o700, u["uid"], u.get("gid", u["uid"]))
     tw.add_dir("tmp", 0o1777)
     tw.add_dir("var/tmp", 0o1777)
+    bytecode = defn.data.get("bytecode")
+    if bytecode:
+        _compile_bytecode(tw, bytecode, store, log)
     layer = Layer.from_tar_writer(tw, store, created_by=f"pybuild stack {defn.name}",
                                   comment=f"{len(lock['package'])} packages from {defn.source['type']}")
     with atomic_write(meta_path, "w") as fh:  # type: ignore[arg-type]
