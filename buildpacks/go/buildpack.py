@@ -148,12 +148,14 @@ class GoBuildpack(Buildpack):
 
     @staticmethod
     def _check_process(ctx: BuildContext, targets: list[source.Target]) -> None:
-        wanted = ctx.options.get("process")
-        if wanted and not ctx.options.get("entrypoint") and wanted not in [t.name for t in targets]:
-            from builder.errors import UsageError
+        """--process names a binary (or a project.toml process): say so before compiling anything."""
+        from builder.errors import UsageError
+        from builder.project import processes as project_processes
 
-            raise UsageError(f"no process named {wanted!r}",
-                             hint=f"processes: {', '.join(t.name for t in targets)}")
+        wanted = ctx.options.get("process")
+        names = [t.name for t in targets] + [p.type for p in project_processes(ctx.project)]
+        if wanted and not ctx.options.get("entrypoint") and wanted not in names:
+            raise UsageError(f"no process named {wanted!r}", hint=f"processes: {', '.join(names)}")
 
     @staticmethod
     def _env(ctx: BuildContext, tc: toolchain.Toolchain, goarch: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from builder import DetectContext
-from builder.errors import NetworkError, PybuildError, VerificationError
+from builder.errors import NetworkError, PybuildError, UsageError, VerificationError
 from builder.fsdigest import folder_digest
 from buildpacks.go import diagnose, source, toolchain
 from buildpacks.go.buildpack import (
@@ -426,3 +426,18 @@ def test_missing_pip_is_explained(monkeypatch):
     monkeypatch.setattr(toolchain.subprocess, "run", lambda *a, **k: _Proc(1, "", "/usr/bin/python: No module named pip"))
     with pytest.raises(PybuildError, match="fetches its toolchain with pip"):
         toolchain._pip(["--version"], "checking pip")
+
+
+def test_process_choice_is_checked_before_compiling():
+    targets = [source.Target("web", "./cmd/web"), source.Target("worker", "./cmd/worker")]
+
+    def ctx(process, project=None, entrypoint=None):
+        return SimpleNamespace(options={"process": process, "entrypoint": entrypoint}, project=project or {})
+    GoBuildpack._check_process(ctx("worker"), targets)
+    GoBuildpack._check_process(ctx(None), targets)
+    GoBuildpack._check_process(ctx("cron", entrypoint="/layers/go/bin/web --cron"), targets)
+    GoBuildpack._check_process(ctx("cron", {"io": {"pybuild": {"processes": {"cron": "/layers/go/bin/web -c"}}}}),
+                               targets)
+    with pytest.raises(UsageError, match="no process named 'cron'") as exc:
+        GoBuildpack._check_process(ctx("cron"), targets)
+    assert exc.value.hint == "processes: web, worker"
