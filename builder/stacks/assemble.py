@@ -22,7 +22,7 @@ from ..tomlfile import load_toml, load_validated
 from .resolve import Resolver
 from .source import PackageSource
 
-ASSEMBLER_VERSION = "4"
+ASSEMBLER_VERSION = "5"
 LOCK_VERSION = 1
 DEFAULT_USERS = [
     {"name": "root", "uid": 0, "gid": 0, "home": "/root"},
@@ -74,13 +74,19 @@ class StackDefinition:
 
     def make_source(self) -> PackageSource:
         cache = config.cache_dir() / self.source["type"]
+        here = self.path.parent
+        source = dict(self.source)  # key and keyring paths are relative to the definition's folder
+        if source.get("keyring"):
+            source["keyring"] = str(here / source["keyring"])
+        if source.get("keys"):
+            source["keys"] = [str(here / k) for k in source["keys"]]
         if self.source["type"] == "debian":
             from .debian import DebianSource
 
-            return DebianSource(self.source, cache)
+            return DebianSource(source, cache)
         from .apk import ApkSource  # type: ignore[import-not-found]
 
-        return ApkSource(self.source, cache)
+        return ApkSource(source, cache)
 
 
 def all_definitions() -> dict[str, StackDefinition]:
@@ -282,6 +288,9 @@ def assemble(defn: StackDefinition, log=lambda msg: None) -> Stack:
     for path in [p for p in tw.entries if drop.match_file(p) and not keep.match_file(p)]:
         if tw.entries.get(path) and tw.entries[path].kind != "dir":
             del tw.entries[path]
+    # hard links whose targets were dropped become nothing rather than dangling
+    for path in [p for p, e in tw.entries.items() if e.kind == "hardlink" and e.target not in tw.entries]:
+        del tw.entries[path]
     # empty directories left behind by the drop rules go too
     for path in sorted((p for p, e in tw.entries.items() if e.kind == "dir"), reverse=True):
         if drop.match_file(path + "/") and not any(k.startswith(path + "/") for k in tw.entries):

@@ -371,9 +371,6 @@ class DebianSource:
     def finish(self, tw: TarWriter, entries: list[dict]) -> None:
         for top in ("bin", "sbin", "lib", "lib64"):
             tw.add_symlink(top, f"usr/{top}")
-        # hard links whose targets were dropped become nothing rather than dangling
-        for path in [p for p, e in tw.entries.items() if e.kind == "hardlink" and e.target not in tw.entries]:
-            del tw.entries[path]
 
 
 def merged_usr(path: str) -> str:
