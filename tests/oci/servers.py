@@ -27,11 +27,12 @@ def free_port() -> int:
 
 # -- docker-registry ------------------------------------------------------------------------------------
 class RegistryServer:
-    def __init__(self, root: Path, htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None):
+    def __init__(self, root: Path, htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None,
+                 token_auth: str = ""):
         self.root = root
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        auth = (f"auth:\n  htpasswd:\n    realm: pybuild-test\n    path: {htpasswd}\n" if htpasswd else "")
+        auth = (f"auth:\n  htpasswd:\n    realm: pybuild-test\n    path: {htpasswd}\n" if htpasswd else token_auth)
         tls_cfg = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
         self.scheme = "https" if tls else "http"
         cfg = root / "config.yml"
@@ -217,3 +218,92 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+# -- a token service for docker-registry's `auth: token` (real JWT checks by the registry) ------------------
+class TokenServer(ThreadingHTTPServer):
+    """Issues RS256 JWTs the registry verifies against `cert` (sent in the x5c header) to one user."""
+
+    daemon_threads = True
+    issuer = "pybuild-test-issuer"
+    service = "pybuild-test"
+
+    def __init__(self, root: Path, user: str, password: str):
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        super().__init__(("127.0.0.1", 0), _TokenHandler)
+        self.user, self.password = user, password
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pybuild test token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(minutes=5))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.cert_path = root / "token-signer.pem"
+        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.issued = 0
+        self.realm = f"http://127.0.0.1:{self.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def registry_auth(self) -> str:
+        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
+                f"    issuer: {self.issuer}\n    rootcertbundle: {self.cert_path}\n")
+
+    def token(self, scopes: list[str], subject: str) -> str:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256",
+                  "x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": f"{random.getrandbits(64):x}", "access": access}
+        signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + "." + b64(signature)
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: TokenServer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        expected = "Basic " + base64.b64encode(f"{self.server.user}:{self.server.password}".encode()).decode()
+        auth = self.headers.get("Authorization")
+        if auth is not None and auth != expected:
+            body, status = b'{"errors":[{"code":"UNAUTHORIZED"}]}', 401
+        else:
+            scopes = query.get("scope", []) if auth else [s for s in query.get("scope", []) if s.endswith(":pull")]
+            token = self.server.token(scopes, self.server.user if auth else "")
+            self.server.issued += 1
+            body, status = json.dumps({"token": token, "expires_in": 300}).encode(), 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

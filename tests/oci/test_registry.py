@@ -345,3 +345,31 @@ def test_pull_docker_schema2_manifest_and_list(registry, store, tmp_path):
     rebased = arm_pulled.to_image()
     assert client.push_image("team/rebased", rebased, "1") == rebased.digest
     assert remote_digest(f"docker://{registry.host}/team/rebased:1") == rebased.digest
+
+
+def test_registry_with_token_auth(tmp_path, image, monkeypatch):
+    """docker-registry's own `auth: token`: it checks the JWTs our token service signs."""
+    need("docker-registry")
+    pytest.importorskip("cryptography")
+    from .servers import RegistryServer, TokenServer
+
+    (tmp_path / "reg").mkdir()
+    tokens = TokenServer(tmp_path / "reg", "builder", "pw-42")
+    server = RegistryServer(tmp_path / "reg", token_auth=tokens.registry_auth())
+    try:
+        with pytest.raises(PybuildError) as err:  # anonymous: a pull-only token, so the push is refused
+            RegistryClient(server.host).push_image("team/app", image, "1")
+        assert server.host in err.value.message and err.value.hint
+        write_auth_file(Path(os.environ["DOCKER_CONFIG"]) / "config.json", server.host, "builder", "pw-42")
+        client = RegistryClient(server.host)
+        assert client.push_image("team/app", image, "1") == image.digest
+        other = RegistryClient(server.host)
+        other.push_image("team/copy", image, "1")
+        assert len(other.stats.mounted) == 3  # the mount asked for pull on team/app and push on team/copy
+        assert open_image(f"docker://{server.host}/team/copy:1").digest == image.digest
+        assert tokens.issued >= 3
+        digest = remote_digest(f"docker://{server.host}/team/app:1", "--creds", "builder:pw-42")
+        assert digest == image.digest
+    finally:
+        server.stop()
+        tokens.stop()
