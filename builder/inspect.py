@@ -219,7 +219,7 @@ def inspect_image(stored: StoredImage) -> dict:
             with layer.open() as fh:
                 scans.append(scan_layer(fh))
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise PybuildError(f"{stored.source}: layer {layer.digest} is not a readable tar ({exc})")
+            raise PybuildError(f"{stored.source}: layer {layer.digest} is not a readable tar ({exc})") from exc
     cfg = stored.config
     c = cfg.get("config") or {}
     history = [h for h in cfg.get("history", []) if not h.get("empty_layer")]

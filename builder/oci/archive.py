@@ -126,9 +126,9 @@ def _open_tar(path: Path, source: str) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:")
     except FileNotFoundError:
-        raise PybuildError(f"{source}: no such file", hint="check the path")
+        raise PybuildError(f"{source}: no such file", hint="check the path") from None
     except (tarfile.TarError, OSError) as exc:
-        raise PybuildError(f"{source}: not a readable tar archive ({exc})")
+        raise PybuildError(f"{source}: not a readable tar archive ({exc})") from exc
 
 
 def _store_member(tar: tarfile.TarFile, name: str, store: BlobStore, expected: str | None, source: str) -> str:
@@ -262,7 +262,8 @@ def read_docker_archive(path: Path, name: str | None = None, platform: str = "li
                       if any(t == name or t.endswith("/" + name) for t in (e.get("RepoTags") or []))]
             if not wanted:
                 tags = sorted(t for e in entries for t in (e.get("RepoTags") or []))
-                raise PybuildError(f"{source}: no image named {name!r}", hint=f"names here: {', '.join(tags) or 'none'}")
+                raise PybuildError(f"{source}: no image named {name!r}",
+                                   hint=f"names here: {', '.join(tags) or 'none'}")
             entry = wanted[0]
         store = _archive_cache()
         config_name = entry.get("Config", "")

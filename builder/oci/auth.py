@@ -72,9 +72,9 @@ def _run_helper(helper: str, host: str, source: Path) -> Credentials:
         proc = subprocess.run([program, "get"], input=host, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         raise PybuildError(f"{source} names the credential helper {helper!r} for {host}, but {program} is not on PATH",
-                           hint=f"install {program}, or remove it from {source}")
+                           hint=f"install {program}, or remove it from {source}") from None
     except subprocess.TimeoutExpired:
-        raise PybuildError(f"credential helper {program} did not answer for {host} within 60 s")
+        raise PybuildError(f"credential helper {program} did not answer for {host} within 60 s") from None
     if proc.returncode != 0:
         if "credentials not found" in (proc.stdout + proc.stderr).lower():
             return ANONYMOUS
@@ -83,7 +83,7 @@ def _run_helper(helper: str, host: str, source: Path) -> Credentials:
     try:
         data = json.loads(proc.stdout)
     except ValueError:
-        raise PybuildError(f"credential helper {program} printed something that is not JSON for {host}")
+        raise PybuildError(f"credential helper {program} printed something that is not JSON for {host}") from None
     user, secret = data.get("Username", ""), data.get("Secret", "")
     if user == "<token>":
         return Credentials(identity_token=secret)
@@ -98,7 +98,7 @@ def _from_entry(entry: dict, host: str, source: Path) -> Credentials | None:
             user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             raise PybuildError(f"{source}: the `auth` entry for {host} is not base64 of user:password",
-                               hint="log in again to rewrite it")
+                               hint="log in again to rewrite it") from None
         return Credentials(user, password)
     if entry.get("username") or entry.get("password"):
         return Credentials(entry.get("username", ""), entry.get("password", ""))
@@ -113,7 +113,7 @@ def credentials_for(host: str, repo: str | None = None) -> Credentials:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise PybuildError(f"{path}: not readable as JSON ({exc})", hint="fix or remove the file")
+            raise PybuildError(f"{path}: not readable as JSON ({exc})", hint="fix or remove the file") from exc
         helper = _lookup(data.get("credHelpers") or {}, host, repo)
         if isinstance(helper, str) and helper:
             return _run_helper(helper, host, path)

@@ -28,9 +28,9 @@ def _client():
         client = docker.from_env(timeout=600)
         client.ping()
     except DockerException as exc:
-        raise NetworkError(f"cannot reach the Docker API at {where} ({exc})", hint=DAEMON_HINT)
+        raise NetworkError(f"cannot reach the Docker API at {where} ({exc})", hint=DAEMON_HINT) from exc
     except OSError as exc:
-        raise NetworkError(f"cannot reach the Docker API at {where} ({exc})", hint=DAEMON_HINT)
+        raise NetworkError(f"cannot reach the Docker API at {where} ({exc})", hint=DAEMON_HINT) from exc
     return client
 
 
@@ -55,7 +55,7 @@ def load_into_daemon(image: Image, name: str, tmp_dir: Path | None = None) -> st
         except APIError as exc:
             raise PybuildError(f"the Docker API refused the image {name} ({exc.explanation or exc})",
                                hint="check the daemon's log; `docker load -i` of a docker-archive: output "
-                                    "shows the same error")
+                                    "shows the same error") from exc
     ids = [img.id for img in loaded]
     return ids[0] if ids else image.config_digest
 
@@ -70,9 +70,9 @@ def read_from_daemon(name: str, tmp_dir: Path | None = None) -> StoredImage:
         img = client.images.get(name)
     except ImageNotFound:
         raise PybuildError(f"docker-daemon:{name}: no such image in the Docker API",
-                           hint="`docker images` (or `podman images`) lists what is there")
+                           hint="`docker images` (or `podman images`) lists what is there") from None
     except APIError as exc:
-        raise PybuildError(f"docker-daemon:{name}: the Docker API answered {exc.explanation or exc}")
+        raise PybuildError(f"docker-daemon:{name}: the Docker API answered {exc.explanation or exc}") from exc
     with tempfile.TemporaryDirectory(prefix="pybuild-daemon-", dir=tmp_dir) as tmp:
         archive = Path(tmp) / "image.tar"
         with open(archive, "wb") as fh:

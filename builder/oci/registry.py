@@ -237,7 +237,7 @@ class RegistryClient:
                         raise NetworkError(f"cannot reach registry {self.host} ({_short(exc)})",
                                            hint="check the host and port and that the registry is running; a "
                                                 "registry on plain HTTP must be on loopback or listed in "
-                                                "PYBUILD_INSECURE_REGISTRIES")
+                                                "PYBUILD_INSECURE_REGISTRIES") from exc
                     time.sleep(self.backoff * (2 ** attempt))
         raise NetworkError(f"registry {self.host}: TLS failed ({_short(tls_error)})",
                            hint="give the registry's CA with REQUESTS_CA_BUNDLE, or, for a test registry, "
@@ -268,7 +268,8 @@ class RegistryClient:
                 auth = (creds.username, creds.password) if not creds.anonymous else None
                 r = self.session.get(realm, params=query, auth=auth, timeout=(10, 60), verify=verify)
         except TRANSIENT as exc:
-            raise NetworkError(f"cannot reach the token service {realm} of registry {self.host} ({_short(exc)})")
+            raise NetworkError(f"cannot reach the token service {realm} of registry {self.host} "
+                               f"({_short(exc)})") from exc
         if r.status_code in (401, 403):
             raise PybuildError(f"registry {self.host} refused the credentials for {', '.join(scope)}",
                                hint=LOGIN_HINT.replace("HOST", self.host))
@@ -403,7 +404,8 @@ class RegistryClient:
             for other in self.locations.repos(self.host, blob.digest):
                 if other == repo:
                     continue
-                r = self.request("POST", f"/v2/{repo}/blobs/uploads/?" + urlencode({"mount": blob.digest, "from": other}),
+                mount = urlencode({"mount": blob.digest, "from": other})
+                r = self.request("POST", f"/v2/{repo}/blobs/uploads/?{mount}",
                                  scope=scope + (f"repository:{other}:pull",), repo=repo)
                 if r.status_code == 201:
                     self._note("mounted", blob)
@@ -508,7 +510,7 @@ class RegistryClient:
         try:
             end = int(rng.split("-", 1)[1])
         except (IndexError, ValueError):
-            raise _UploadLost()
+            raise _UploadLost() from None
         # "0-0" is what an empty upload reports too; a 1-byte chunk never goes this way (it is monolithic)
         offset = end + 1 if end > 0 else 0
         return r.headers.get("Location") or loc, offset
@@ -557,7 +559,7 @@ class RegistryClient:
         try:
             doc = json.loads(data)
         except ValueError:
-            raise PybuildError(f"registry {self.host}: manifest {repo}:{reference} is not JSON")
+            raise PybuildError(f"registry {self.host}: manifest {repo}:{reference} is not JSON") from None
         media_type = doc.get("mediaType") or media_type
         if doc.get("schemaVersion") == 1:
             raise PybuildError(f"registry {self.host}: {repo}:{reference} is a schema 1 manifest, which pybuild "
