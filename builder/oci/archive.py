@@ -10,6 +10,7 @@ import gzip
 import json
 import shutil
 import tarfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -105,6 +106,21 @@ class _BytesReader:
         return out
 
 
+STALE_SECONDS = 3600
+
+
+def sweep_stale_temps(path: Path) -> None:
+    """Remove what killed writers left beside `path` (`.NAME.*.tmp` older than an hour; younger ones may
+    belong to a writer still running)."""
+    now = time.time()
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
 def _archive_cache() -> BlobStore:
     from ..config import cache_dir
 
@@ -146,6 +162,7 @@ def write_oci_archive(image: Image, path: Path, ref: str | None) -> None:
     cfg, manifest = image.config_bytes(), image.manifest_bytes()
     annotations = {ANNOTATION_REF: ref} if ref else None
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.descriptor(annotations)]}
+    sweep_stale_temps(path)
     blobs: dict[str, Path | bytes] = {image.config_digest: cfg, image.digest: manifest}
     for layer in image.layers:
         blobs[layer.digest] = layer.path
@@ -207,6 +224,7 @@ def write_docker_archive(image: Image, path: Path, repo_tag: str | None) -> None
     cfg = image.config_bytes()
     config_name = image.config_digest.split(":", 1)[1] + ".json"
     layer_names: list[str] = []
+    sweep_stale_temps(path)
     with atomic_write(Path(path)) as fh:
         w = _ArchiveWriter(fh)
         w.add_bytes(config_name, cfg)

@@ -95,3 +95,17 @@ def test_sigkill_at_random_points_leaves_previous_image_readable(store, tmp_path
         proc = subprocess.run(["umoci", "unpack", "--image", f"{layout}:app", str(tmp_path / "bundle")],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_leftovers_of_killed_writers_are_swept(image, tmp_path):
+    import os
+
+    target = tmp_path / "image.tar"
+    old = tmp_path / ".image.tar.abc123.tmp"
+    young = tmp_path / ".image.tar.def456.tmp"
+    for f in (old, young):
+        f.write_bytes(b"half an archive")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    parse_destination(f"oci-archive:{target}:app", "x").publish(image)
+    assert not old.exists() and young.exists()
+    assert open_image(f"oci-archive:{target}:app").digest == image.digest
