@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import build_image, pybuild, require, run_image, unpacked
+from helpers import pybuild, require, run_image, unpacked
 
 from builder.buildpack import DetectResult
 from builder.cnb import CNBBuildpack, apply_env_dir, resolve_plans
