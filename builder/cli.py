@@ -132,7 +132,7 @@ def cmd_detect(args) -> int:
             for k, v in sorted(res.plan.items()):
                 if k != "cnb_plan":
                     print(f"  {k}: {v}")
-        print(f"stack: {outcome.stack}")
+        print(f"stack: {proj.settings(project).get('stack') or outcome.stack}")
     return 0
 
 

@@ -293,3 +293,37 @@ def test_env_files(tmp_path):
     env = {}
     apply_env_dir(env, d)
     assert env == {"A": "plain", "B": "dflt", "C": "/x", "D": "/y", "E": "new"}
+
+
+class _LaunchCtx:
+    def __init__(self):
+        self.processes, self.labels = [], {}
+
+
+def test_launch_toml_processes_of_each_api(tmp_path):
+    old = CNBBuildpack(write_buildpack(tmp_path / "old", "t/old", None, BUILD, api="0.9"))
+    (tmp_path / "launch.toml").write_text(textwrap.dedent("""\
+        [[processes]]
+        type = "web"
+        command = "gunicorn app:app"
+        args = ["--bind", "0.0.0.0:8080"]
+        [[processes]]
+        type = "worker"
+        command = "/usr/bin/worker"
+        args = ["--once"]
+        direct = true
+        default = true
+        working-dir = "/srv"
+        """))
+    ctx = _LaunchCtx()
+    old._launch_metadata(ctx, tmp_path)
+    web, worker = ctx.processes
+    assert web.command == ["/bin/sh", "-c", "gunicorn app:app --bind 0.0.0.0:8080"] and not web.default
+    assert (worker.command, worker.default, worker.working_dir) == (["/usr/bin/worker", "--once"], True, "/srv")
+    new = CNBBuildpack(write_buildpack(tmp_path / "new", "t/new", None, BUILD, api="0.11"))
+    (tmp_path / "launch.toml").write_text('[[processes]]\ntype = "web"\ncommand = ["node", "server.js"]\n'
+                                          'args = ["--port", "8080"]\n[[labels]]\nkey = "a"\nvalue = "b"\n')
+    ctx = _LaunchCtx()
+    new._launch_metadata(ctx, tmp_path)
+    assert ctx.processes[0].command == ["node", "server.js", "--port", "8080"]
+    assert ctx.processes[0].working_dir == "/workspace" and ctx.labels == {"a": "b"}
