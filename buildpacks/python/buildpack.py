@@ -191,7 +191,7 @@ class PythonBuildpack(Buildpack):
             env["PYTHONPATH"] = ":".join(paths)
         ctx.launch_env.update(env)
         ctx.labels["io.pybuild.python.entrypoint"] = ep.rule
-        ctx.add_process("web", self._argv(python, ep.command), default=True)
+        ctx.add_process(ep.type, self._argv(python, ep.command), default=True)
         for name, cmd in ep.processes.items():
             ctx.add_process(name, self._argv(python, cmd))
 

@@ -22,6 +22,7 @@ class Entrypoint:
     command: list[str]  # argv; `python` means the stack's interpreter
     needs: list[str] = field(default_factory=list)  # servers to install when the app does not list them
     processes: dict[str, list[str]] = field(default_factory=dict)  # other Procfile processes
+    type: str = "web"  # the process type of `command` (a Procfile name)
 
 
 def parse_procfile(path: Path) -> dict[str, list[str]]:
@@ -124,7 +125,7 @@ def choose(app_dir: Path, process: str | None = None, scripts: dict[str, str] | 
         name = process or ("web" if "web" in procs else next(iter(procs), None))
         if name:
             return Entrypoint(f"Procfile `{name}:` line", procs[name],
-                              processes={k: v for k, v in procs.items() if k != name})
+                              processes={k: v for k, v in procs.items() if k != name}, type=name)
     if scripts and len(scripts) == 1:
         (name, target), = scripts.items()
         return Entrypoint(f"the single [project.scripts] entry {name!r} ({target})", [name])
