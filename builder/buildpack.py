@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import config
 from .errors import PybuildError
-from .oci.blobs import BlobStore, atomic_dir, atomic_write
+from .oci.blobs import BlobStore, atomic_dir, atomic_write, file_lock
 from .oci.image import Layer
 from .oci.tarball import TarWriter
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 APP_DIR = "/workspace"
 LAYERS_DIR = "/layers"
 RUN_UID = 65532
+KEEP_GENERATIONS = 8
 
 
 @dataclass
@@ -128,6 +129,12 @@ class BuildContext(DetectContext):
     def add_process(self, type: str, command: list[str], default: bool = False) -> None:
         self.processes.append(Process(type, command, default))
 
+    def _cached_layer(self, meta_path: Path, content: Path) -> Layer | None:
+        if not (meta_path.exists() and content.is_dir()):
+            return None
+        layer = Layer.from_json(json.loads(meta_path.read_text()), self.store)
+        return layer if self.store.has(layer.digest) else None
+
     def layer(self, name: str, key: str, populate: Callable[[Path], None], *, image_path: str | None = None,
               uid: int = 0) -> Path:
         """A cached layer at `image_path` (default /layers/<buildpack>/<name>).
@@ -140,26 +147,26 @@ class BuildContext(DetectContext):
         base = config.cache_dir() / "layers" / self.buildpack.id / name
         meta_path = base / f"{key}.json"
         content = base / key
-        if meta_path.exists() and content.is_dir():
-            meta = json.loads(meta_path.read_text())
-            layer = Layer.from_json(meta, self.store)
-            if self.store.has(layer.digest):
+        with file_lock(base / f".{key}.lock"):
+            cached = self._cached_layer(meta_path, content)
+            if cached is not None:
                 self.log(f"reusing layer {name} ({key[:12]})")
                 self.reused.append(name)
-                self.layers.append(layer)
+                self.layers.append(cached)
                 return content
-        with atomic_dir(content) as tmp:
-            populate(tmp)
-            tw = TarWriter(mtime=self.epoch)
-            tw.add_dir(image_path, 0o755)
-            tw.add_tree(tmp, image_path.lstrip("/"), uid=uid, gid=uid)
-            layer = Layer.from_tar_writer(tw, self.store, created_by=f"pybuild buildpack {self.buildpack.id}: {name}")
-        for old in base.glob("*.json"):  # one cached generation per layer name
-            if old != meta_path:
-                old.unlink(missing_ok=True)
-                shutil.rmtree(base / old.stem, ignore_errors=True)
-        with atomic_write(meta_path, "w") as fh:  # type: ignore[arg-type]
-            fh.write(json.dumps(layer.to_json()))
+            with atomic_dir(content) as tmp:
+                populate(tmp)
+                tw = TarWriter(mtime=self.epoch)
+                tw.add_dir(image_path, 0o755)
+                tw.add_tree(tmp, image_path.lstrip("/"), uid=uid, gid=uid)
+                layer = Layer.from_tar_writer(tw, self.store,
+                                              created_by=f"pybuild buildpack {self.buildpack.id}: {name}")
+            with atomic_write(meta_path, "w") as fh:  # type: ignore[arg-type]
+                fh.write(json.dumps(layer.to_json()))
+        # keep the newest few generations per layer name (several projects share one cache)
+        for old in sorted(base.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_GENERATIONS:]:
+            old.unlink(missing_ok=True)
+            shutil.rmtree(base / old.stem, ignore_errors=True)
         self.layers.append(layer)
         return content
 

@@ -49,6 +49,22 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
 
 
 @contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) held for the block: concurrent builds sharing one
+    cache do a piece of work once, and never replace a folder another build is using."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
 def atomic_dir(dest: Path) -> Iterator[Path]:
     """Fill a temporary folder beside `dest`; on success it replaces `dest` in one rename,
     on failure it is removed. Readers never see a half-made folder."""

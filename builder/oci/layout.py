@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import PybuildError
 from .blobs import BlobStore, atomic_dir, atomic_write, link_or_copy, sha256_bytes
-from .image import ANNOTATION_REF, DOCKER_LIST, OCI_INDEX, Image, Layer, canonical_json
+from .image import (ANNOTATION_REF, DOCKER_LAYER_GZIP, DOCKER_LIST, OCI_INDEX, OCI_LAYER_GZIP, Image, Layer,
+                    canonical_json)
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
@@ -92,7 +93,10 @@ class StoredImage:
         for i, layer in enumerate(self.layers):
             created_by = hist[i].get("created_by", "") if i < len(hist) else ""
             comment = hist[i].get("comment", "") if i < len(hist) else ""
-            layers.append(layer.with_history(created_by or f"base image {self.source}", comment))
+            layer = layer.with_history(created_by or f"base image {self.source}", comment)
+            if layer.media_type == DOCKER_LAYER_GZIP:  # the same bytes, named as OCI names them
+                layer = replace(layer, media_type=OCI_LAYER_GZIP)
+            layers.append(layer)
         return Image(config=dict(self.config.get("config", {})), layers=tuple(layers),
                      created=self.config.get("created", "1980-01-01T00:00:00Z"),
                      architecture=self.config.get("architecture", "amd64"), os=self.config.get("os", "linux"),

@@ -15,7 +15,7 @@ import toml
 
 from .. import config
 from ..errors import PybuildError
-from ..oci.blobs import BlobStore, atomic_dir, atomic_write
+from ..oci.blobs import BlobStore, atomic_dir, atomic_write, file_lock
 from ..oci.image import Layer
 from ..oci.tarball import TarWriter
 from ..tomlfile import load_toml, load_validated
@@ -215,10 +215,12 @@ class Stack:
         root = config.cache_dir() / "rootfs" / self.key
         if (root / ".complete").exists():
             return root
-        with atomic_dir(root) as tmp:
-            with tarfile.open(self.layer.path, "r:gz") as tar:
-                tar.extractall(tmp, filter="fully_trusted")
-            (tmp / ".complete").write_text(self.layer.diff_id)
+        with file_lock(root.parent / f".{self.key}.lock"):
+            if not (root / ".complete").exists():
+                with atomic_dir(root) as tmp:
+                    with tarfile.open(self.layer.path, "r:gz") as tar:
+                        tar.extractall(tmp, filter="fully_trusted")
+                    (tmp / ".complete").write_text(self.layer.diff_id)
         return root
 
 
@@ -269,6 +271,12 @@ def assemble(defn: StackDefinition, log=lambda msg: None) -> Stack:
                          + ASSEMBLER_VERSION.encode()).hexdigest()[:32]
     store = BlobStore(config.cache_dir() / "blobs")
     meta_path = config.cache_dir() / "stacks" / f"{defn.name}-{key}.json"
+    with file_lock(meta_path.with_suffix(".lock")):
+        return _assemble_locked(defn, lock, key, store, meta_path, log)
+
+
+def _assemble_locked(defn: StackDefinition, lock: dict, key: str, store: BlobStore, meta_path: Path,
+                     log) -> Stack:
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         layer = Layer.from_json(meta["layer"], store)
