@@ -32,6 +32,7 @@ LAUNCHER_DIR = "/layers/node/launcher"
 SANDBOX_NODE, SANDBOX_PM, SANDBOX_BIN, SANDBOX_CACHE = "/pybuild/node", "/pybuild/pm", "/pybuild/bin", "/pybuild/cache"
 PNP_FILES = (".pnp.cjs", ".pnp.loader.mjs", ".pnp.data.json", ".yarn/unplugged", ".yarn/install-state.gz")
 CONFIG_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs", "pnpm-workspace.yaml")
+DEPS_LAYOUT = 2  # bump when what goes into the deps layer changes: part of its cache key
 PASS_ENV = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "http_proxy", "https_proxy", "no_proxy")
 DEP_FIELDS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies", "bundleDependencies",
@@ -220,7 +221,7 @@ class Installer:
             if isinstance(spec, str) and spec.startswith("file:") and (self.app / spec[5:]).is_dir():
                 local[spec] = sorted((str(p.relative_to(self.app)), p.read_bytes()) for p in (self.app / spec[5:]).rglob("*")
                                      if p.is_file())
-        return cache_key("deps", NodeBuildpack.version, lock.read_bytes() if lock else b"", deps, configs, local,
+        return cache_key("deps", NodeBuildpack.version, DEPS_LAYOUT, lock.read_bytes() if lock else b"", deps, configs, local,
                          str(self.node_version), self.ctx.stack.key, self.mgr.name, self.tool.version,
                          self.registry.url, self.mgr.pnp)
 
@@ -304,6 +305,9 @@ class Installer:
         """Drop install bookkeeping that differs from run to run and is not needed at run time."""
         for name in (".yarn-integrity", ".modules.yaml.lock"):
             (target / name).unlink(missing_ok=True)
+        for scope in target.glob("@*"):  # scopes left empty by pruning
+            if scope.is_dir() and not scope.is_symlink() and not any(scope.iterdir()):
+                scope.rmdir()
 
     def _pm(self, args: list[str], deps: Path, *, what: str, env: dict | None = None, fail: str | None = None) -> None:
         ctx = self.ctx
@@ -323,12 +327,19 @@ class Installer:
             ro = {self.node_pkg: SANDBOX_NODE, shims: SANDBOX_BIN}
             if self.tool.root != self.app:
                 ro[self.tool.root] = SANDBOX_PM
+            # the whole output goes to a log (read back on failure); the runner keeps only its tail
+            (cache / "logs").mkdir(exist_ok=True)
+            log = cache / "logs" / "last.log"
+            log.unlink(missing_ok=True)
+            argv = ["/bin/sh", "-c", 'log=$1; shift; "$@" >"$log" 2>&1; rc=$?; tail -n 40 "$log"; exit $rc', "sh",
+                    f"{SANDBOX_CACHE}/logs/last.log", f"{SANDBOX_NODE}/bin/node", script, *args]
             try:
-                run_in_rootfs(Path("/"), [f"{SANDBOX_NODE}/bin/node", script, *args], ro_binds=ro,
+                run_in_rootfs(Path("/"), argv, ro_binds=ro,
                               binds={self.app: APP_DIR, deps: self.mount, cache: SANDBOX_CACHE},
                               env=full_env, cwd=APP_DIR, network=True, what=what)
             except PybuildError as exc:
-                raise self._explain(exc, fail or f"{what} failed")
+                full = log.read_text(errors="replace") if log.exists() else (exc.details or "")
+                raise self._explain(exc, full, fail or f"{what} failed")
         finally:
             shutil.rmtree(shims, ignore_errors=True)
 
@@ -367,25 +378,35 @@ class Installer:
         env.update({k: v for k, v in self.ctx.env.items() if k not in ("PATH", "HOME")})
         return env
 
-    def _explain(self, exc: PybuildError, message: str) -> PybuildError:
-        """The package manager's failure as one clear message (lockfile out of step, unknown package)."""
-        out = exc.details or ""
+    def _explain(self, exc: PybuildError, out: str, message: str) -> PybuildError:
+        """The package manager's failure as one clear message (lockfile out of step, unknown package),
+        with the lines that say why and the last lines of its output."""
         low = out.lower()
+        lines = [l for l in out.splitlines() if l.strip() and "Unknown env config" not in l
+                 and "Unknown user config" not in l]
         lock = self.mgr.lockfile or "the lockfile"
-        if any(s in low for s in ("can only install packages when your package.json and",
-                                  "err_pnpm_outdated_lockfile", "your lockfile needs to be updated",
-                                  "the lockfile would have been modified", "yn0028",
-                                  "missing: ", "invalid: lock file")):
-            return PybuildError(f"{lock} is out of step with package.json", details=out,
+
+        def details(*needles: str, tail: bool = True) -> str:
+            if not tail:
+                return "\n".join("  | " + l for l in [l for l in lines if any(n in l.lower() for n in needles)][:12])
+            picked = [l for l in lines[:-15] if any(n in l.lower() for n in needles)][:12]
+            return "\n".join("  | " + l for l in picked + (["  ..."] if picked else []) + lines[-15:])
+
+        stale = ("can only install packages when your package.json and", "err_pnpm_outdated_lockfile",
+                 "your lockfile needs to be updated", "the lockfile would have been modified", "yn0028",
+                 "missing: ", "invalid: lock file")
+        if any(s in low for s in stale):
+            return PybuildError(f"{lock} is out of step with package.json", details=details(*stale, "missing", "invalid", tail=False),
                                 hint=f"run `{self.tool.name if self.tool.name != 'berry' else 'yarn'} install` "
                                      f"and commit the updated {lock}")
-        m = (re.search(r"404 Not Found - GET \S+/(@?[^/\s]+(?:%2f[^/\s]+)?) - Not found", out)
+        m = (re.search(r"404 Not Found - GET \S+/(@?[^/\s]+(?:%2f[^/\s]+)?)(?:\s|$)", out)
+             or re.search(r"requested resource '(@?[^@'\s]+)@", out)
              or re.search(r"ERR_PNPM_FETCH_404[^\n]*?/(@?[\w.-]+(?:%2f[\w.-]+)?):", out)
-             or re.search(r"\"(\S+)\" not found", out, re.I)
-             or re.search(r"YN0035: (\S+?)@\S*: Package not found", out)
-             or re.search(r"YN0035: │ (\S+?)@\S*: Package not found", out))
+             or re.search(r"YN0035: (?:│ )?(\S+?)@\S*: Package not found", out)
+             or re.search(r"\"(\S+?)@\S*\" not found", out))
         if m or "e404" in low or "404 not found" in low:
             name = m.group(1).replace("%2f", "/").replace("%2F", "/") if m else "a dependency"
-            return PybuildError(f"package.json: package {name!r} was not found in the npm registry", details=out,
+            return PybuildError(f"package.json: package {name!r} was not found in the npm registry",
+                                details=details("404", "not found"),
                                 hint="check the name for typos, and the registry in your npm configuration")
-        return PybuildError(message, details=out, hint=exc.hint)
+        return PybuildError(message, details=details("error", "err!"), hint=exc.hint)
