@@ -136,22 +136,18 @@ def test_invalid_package_json(tmp_path):
     assert "package.json: invalid JSON at line 3, column 40" in err
 
 
-def test_lockfile_out_of_step_with_package_json(tmp_path):
-    app = copy_app("npm-express", tmp_path)
-    pkg = json.loads((app / "package.json").read_text())
-    pkg["dependencies"]["cookie"] = "^1.0.0"
-    (app / "package.json").write_text(json.dumps(pkg, indent=2))
-    err = fails(app, tmp_path)
-    assert "package-lock.json is out of step with package.json" in err
-    assert "npm install" in err
-
-
-def test_pnpm_lockfile_out_of_step(tmp_path):
-    app = copy_app("pnpm-express", tmp_path)
-    pkg = json.loads((app / "package.json").read_text())
-    pkg["dependencies"]["express"] = "^4.0.0"
-    (app / "package.json").write_text(json.dumps(pkg, indent=2))
-    assert "pnpm-lock.yaml is out of step with package.json" in fails(app, tmp_path)
+@pytest.mark.parametrize("app, dep, spec, message", [
+    ("npm-express", "cookie", "^1.0.0", "package-lock.json is out of step with package.json"),
+    ("pnpm-express", "express", "^4.0.0", "pnpm-lock.yaml is out of step with package.json"),
+    ("yarn-berry", "express", "^4.0.0", "yarn.lock is out of step with package.json"),
+])
+def test_lockfile_out_of_step_with_package_json(app, dep, spec, message, tmp_path):
+    app_dir = copy_app(app, tmp_path)
+    pkg = json.loads((app_dir / "package.json").read_text())
+    pkg["dependencies"][dep] = spec
+    (app_dir / "package.json").write_text(json.dumps(pkg, indent=2))
+    err = fails(app_dir, tmp_path)
+    assert message in err and "hint: run `" in err
 
 
 def test_unknown_package(tmp_path):
