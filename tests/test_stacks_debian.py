@@ -110,11 +110,15 @@ def test_unknown_package_and_unsatisfiable_chain(tmp_path):
     path = tiny_stack(tmp_path / "s1", '["netbsae"]')
     proc = pybuild("stacks", "lock", str(path), check=False)
     assert proc.returncode == 1 and "unknown package 'netbsae'" in proc.stderr and "netbase" in proc.stderr
-    path = tiny_stack(tmp_path / "s2", '["ca-certificates"]')
-    text = path.read_text().replace('exclude = ["debconf", "debconf-2.0", ', 'exclude = [')
-    path.write_text(text.replace("[packages]", "[packages]").replace('suites = ["trixie"]', 'suites = ["trixie"]\ncomponents = ["contrib"]'))
+    # contrib alone: firmware-b43-installer needs b43-fwcutter (contrib), which needs libc6 (main)
+    path = tiny_stack(tmp_path / "s2", '["firmware-b43-installer"]')
+    path.write_text(path.read_text().replace('suites = ["trixie"]', 'suites = ["trixie"]\ncomponents = ["contrib"]')
+                    .replace('exclude = ["debconf", ', 'exclude = ["bzip2", "ca-certificates", "pciutils", "wget", "debconf", '))
     proc = pybuild("stacks", "lock", str(path), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "unsatisfiable dependency: firmware-b43-installer" in proc.stderr
+    assert "-> b43-fwcutter 1:019" in proc.stderr and "-> libc6 (>= 2.34)" in proc.stderr
+    assert not (tmp_path / "s2" / "tiny.lock").exists()
 
 
 @pytest.mark.parametrize("tamper,expected", [
