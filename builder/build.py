@@ -84,7 +84,7 @@ def detect(ctx: DetectContext, registry: plugins.Registry, order: list[list[Memb
         tried.append(log)
     lines = [f"  {bp_id}: {res.reason or 'did not pass'}" for log in tried for bp_id, res in log
              if res.status != "pass"]
-    raise DetectError(f"no buildpack recognised an app in {ctx.app_dir.name and ctx.project.get('_source', ctx.app_dir)}",
+    raise DetectError(f"no buildpack recognised an app in {ctx.project.get('_source', ctx.app_dir)}",
                       details="what each buildpack looked for:\n" + "\n".join(lines),
                       hint="add the files a buildpack needs, or name one with project.toml [[io.buildpacks.group]]")
 
