@@ -39,6 +39,12 @@ def explain(output: str, package: str, goproxy: str, gopath_style: bool = False)
     if any(s in low for s in NETWORK_SIGNS) and ("go: downloading" in low or "git" in low or "proxy" in low):
         return PybuildError("a Go module has to be downloaded, but its source cannot be reached from this machine",
                             details=details, hint=f"{FIX_DOWNLOADS}; GOPROXY here is {goproxy}")
+    too_new = re.search(r"(\S+) requires go >= ?([\w.]+) \(running go ([\w.]+)", text)
+    if too_new:
+        return PybuildError(f"{too_new.group(1)} needs Go {too_new.group(2)}, but the toolchain is Go "
+                            f"{too_new.group(3)}", details=details,
+                            hint="unset PYBUILD_GO_VERSION (the go.mod directive then picks the toolchain) or "
+                                 "raise it to that version")
     if "missing go.sum entry" in low:
         return PybuildError("go.sum lacks entries for modules the app imports", details=details,
                             hint="run `go mod tidy` and keep the updated go.sum with the source")

