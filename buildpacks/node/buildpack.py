@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import tempfile
@@ -85,7 +86,13 @@ class NodeBuildpack(Buildpack):
         app = ctx.app_dir
         pkg = load_package_json(app / "package.json") if (app / "package.json").exists() else None
         registry = Registry.from_config(ctx.cache_dir, app, ctx.log)
-        resolver = runtime.NodeResolver(registry, ctx.cache_dir, ctx.log)
+        arch = getattr(ctx.stack, "architecture", "amd64")
+        host = platform.machine()
+        if runtime.package_name(arch) != runtime.package_name(host):
+            raise PybuildError(f"the {ctx.stack.name} stack is {arch}, but this machine is {host}",
+                               hint="package managers and native addons run on the build machine: "
+                                    "build on a machine of the stack's architecture")
+        resolver = runtime.NodeResolver(registry, ctx.cache_dir, ctx.log, arch=arch)
         req = runtime.requested(ctx.setting("PYBUILD_NODE_VERSION"), pkg, lambda n: self._text(ctx, n))
         node = resolver.resolve(req)
         ctx.log(f"Node.js {node.version} ({req.origin}: {req.spec})")
@@ -123,18 +130,17 @@ class NodeBuildpack(Buildpack):
 
     def _runtime_layer(self, ctx: BuildContext, resolver: runtime.NodeResolver, node: runtime.Resolved) -> None:
         binary = resolver.runtime_binary(node.version)
-        built = []
 
         def populate(target: Path) -> None:
             (target / "bin").mkdir()
             shutil.copyfile(binary, target / "bin" / "node")
             (target / "bin" / "node").chmod(0o755)
-            built.append(True)
 
         key = cache_key("runtime", str(node.version), node.manifest.get("dist", {}).get("integrity"),
                         runtime.STRIP_RULE)
         layer_dir = ctx.layer("runtime", key, populate, image_path=RUNTIME)
-        if built:  # a new runtime layer: check that this node runs on the run stack
+        checked = ctx.cache_dir / "runs-on" / f"{key}-{ctx.stack.key}"
+        if not checked.exists():  # once per runtime and stack: this node runs on the run stack
             try:
                 run_in_rootfs(ctx.stack.rootfs(), [NODE, "-e", "process.exit(0)"], ro_binds={layer_dir: RUNTIME},
                               what=f"running Node.js {node.version} on the {ctx.stack.name} stack")
@@ -143,6 +149,8 @@ class NodeBuildpack(Buildpack):
                                    details=exc.details,
                                    hint="the stack may lack a shared library this node needs; "
                                         "pick another Node.js version (PYBUILD_NODE_VERSION) or stack")
+            checked.parent.mkdir(parents=True, exist_ok=True)
+            checked.write_text(str(node.version))
 
 
 class Installer:
