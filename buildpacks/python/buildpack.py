@@ -163,6 +163,9 @@ class PythonBuildpack(Buildpack):
             common = [self.version, version, ctx.stack.key, build_stack.key, index.config, uv_version(sandbox.uv)]
         if wants_deps and sandbox:
             inputs = {n: (ctx.app_dir / n).read_bytes() for n in proj.lock_inputs()}
+            for path in proj.local_inputs():
+                rel = path.resolve().relative_to(ctx.app_dir.resolve()).as_posix()
+                inputs[rel] = tree_digest(path) if path.is_dir() else path.read_bytes()
 
             def populate_deps(target: Path) -> None:
                 self._install_deps(ctx, sandbox, proj, locked, target, ep.needs)

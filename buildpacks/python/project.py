@@ -36,6 +36,31 @@ class Project:
         names = list(MANIFESTS) + ["uv.toml", ".python-version", "runtime.txt"]
         return [n for n in names if (self.app_dir / n).is_file()]
 
+    def local_inputs(self) -> list[Path]:
+        """Files and folders requirements.txt reaches inside the app: nested `-r`/`-c` files and
+        local path requirements (their content decides the dependency layer too)."""
+        found: list[Path] = []
+        todo = [self.app_dir / "requirements.txt"]
+        root = self.app_dir.resolve()
+        while todo:
+            path = todo.pop()
+            if not path.is_file() or path in found:
+                continue
+            found.append(path)
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                line = line.split(" #", 1)[0].strip()
+                m = re.match(r"^(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", line)
+                local = re.match(r"^(?:-e\s+|--editable[\s=]+)?(\.{1,2}/\S*|file:\S+)", line)
+                if m:
+                    todo.append((path.parent / m.group(1)).resolve())
+                elif local:
+                    ref = local.group(1).split("#", 1)[0]
+                    ref = ref[5:].lstrip("/") if ref.startswith("file:") and not ref.startswith("file:///") else ref
+                    target = (self.app_dir / ref.replace("file:///workspace/", "")).resolve()
+                    if target.exists() and (target == root or root in target.parents):
+                        found.append(target)
+        return found
+
     def describe(self) -> str:
         if self.lock:
             how = f"{self.lock} (exact, hash-checked)"

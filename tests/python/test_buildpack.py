@@ -231,3 +231,12 @@ def test_index_settings_from_pip_and_uv_config(tmp_path, monkeypatch):
                       "https://uv-extra.example/simple", "https://lock.example/simple"]
     assert s.binds[tmp_path / "mirror"] == "/pybuild/local/0"  # the parent: ../../files links resolve
     assert args[-2:] == ["--index-strategy", "unsafe-best-match"]
+
+
+def test_local_requirement_inputs_are_part_of_the_key(tmp_path):
+    app = copy(tmp_path, "cext")
+    (app / "requirements.txt").write_text("-r requirements/base.txt\n")
+    (app / "requirements").mkdir()
+    (app / "requirements/base.txt").write_text("-e ./vendor/fastsum  # local\nflask\n")
+    found = projects.load(app).local_inputs()
+    assert [p.name for p in found] == ["requirements.txt", "base.txt", "fastsum"]
