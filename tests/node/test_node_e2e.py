@@ -4,6 +4,7 @@ answering HTTP on $PORT; bad input fails with exit 1, one clear message and no o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -77,6 +78,20 @@ def test_run_image_has_node_only_and_installed_versions_equal_the_lockfile(tmp_p
             if rel in locked:
                 installed[rel] = json.loads(p.read_text())["version"]
     assert installed == locked
+
+
+def test_pnpm_installs_exactly_the_locked_versions(tmp_path):
+    build(APPS / "pnpm-express", tmp_path / "oci")
+    files = files_in(tmp_path / "oci", tmp_path)
+    text = (APPS / "pnpm-express" / "pnpm-lock.yaml").read_text()
+    section = text.split("\npackages:\n", 1)[1].split("\nsnapshots:\n", 1)[0]
+    locked = {(m.group(1), m.group(2)) for m in re.finditer(r"^  '?(@?[^@\s']+)@([^(:'\s]+)'?:$", section, re.M)}
+    installed = set()
+    for path, p in files.items():
+        m = re.fullmatch(r"workspace/node_modules/\.pnpm/[^/]+/node_modules/(@[^/]+/[^/]+|[^@/][^/]*)/package\.json", path)
+        if m and not p.is_symlink() and p.parent.is_dir() and not p.parent.is_symlink():
+            installed.add((m.group(1), json.loads(p.read_text())["version"]))
+    assert locked and installed == locked
 
 
 def test_typescript_build_output_ships_without_dev_dependencies(tmp_path):
