@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -124,24 +125,45 @@ def test_two_mains_become_named_processes(tmp_path):
     assert [p["type"] for p in json.loads(only["config"]["Labels"]["io.pybuild.processes"])] == ["worker"]
 
 
+def fresh_cache(tmp: Path) -> Path:
+    """A pybuild cache dir with no layers and no Go build or module cache (so everything is
+    compiled again, as on another machine), sharing the stacks, blobs and the unpacked toolchain."""
+    from builder import config
+
+    real, fresh = config.cache_dir(), tmp / "fresh-cache"
+    (fresh / "buildpacks" / "go").mkdir(parents=True)
+    for entry in real.iterdir():
+        if entry.name not in ("layers", "buildpacks") and not entry.name.startswith(("build-", ".")):
+            (fresh / entry.name).symlink_to(entry)
+    for name in ("toolchains", "pins.json"):
+        if (real / "buildpacks" / "go" / name).exists():
+            (fresh / "buildpacks" / "go" / name).symlink_to(real / "buildpacks" / "go" / name)
+    return fresh
+
+
 def test_reproducible_from_scratch_and_incremental(tmp_path):
     a, b, c = tmp_path / "a" / "hello", tmp_path / "b" / "other-name", tmp_path / "c" / "hello"
     for dest in (a, b, c):
         shutil.copytree(EXAMPLES / "go-hello", dest)
     first = build(a, tmp_path / "oci-a")
-    # another place, and every package compiled again ignoring the build cache (go build -a)
-    second = build(b, tmp_path / "oci-b", "-t", "go-hello:latest", env={"GOFLAGS": "-a"})
+    # another place, another cache: every package compiled again, no layer reused
+    fresh = fresh_cache(tmp_path)
+    second = build(b, tmp_path / "oci-b", "-t", "go-hello:latest", env={"PYBUILD_CACHE_DIR": str(fresh)})
     assert "reusing layer bin" not in second["log"]
+    assert (fresh / "buildpacks" / "go" / "gocache").is_dir()
     assert first["digest"] == second["digest"]
 
+    # a change never built before (so no layer can be reused): only the main package is compiled
+    text = f"Hello, changed {uuid.uuid4().hex}"
     main = c / "main.go"
-    main.write_text(main.read_text().replace("Hello from Go!", "Hello, changed"))
+    main.write_text(main.read_text().replace("Hello from Go!", text))
     started = time.monotonic()
     changed = build(c, tmp_path / "oci-c", "-t", "go-hello:latest")
     seconds = time.monotonic() - started
+    assert "reusing layer bin" not in changed["log"]
     assert changed["digest"] != first["digest"]
     assert seconds < 30, f"a one-line change took {seconds:.0f} s: the Go build cache was not used"
-    assert answer(tmp_path / "oci-c", tmp_path) == "Hello, changed"
+    assert answer(tmp_path / "oci-c", tmp_path) == text
 
 
 def test_compile_error_shows_compiler_output(tmp_path):
