@@ -22,7 +22,6 @@ DEPS = "/layers/python/deps"
 PROJECT = "/layers/python/project"
 LAUNCHER = "/layers/python/launcher/launch.py"
 DEFAULT_VERSION = "3.13"
-BUILD_ONLY = {"pip", "setuptools", "wheel"}  # never added to the run image unless the app asks for them
 
 
 def _version_from_files(ctx: DetectContext) -> tuple[str, str] | None:
@@ -273,7 +272,6 @@ class PythonBuildpack(Buildpack):
             raise explain_install_error(exc, source)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self._drop_build_tools(ctx, target, proj, locked)
 
     def _install_project(self, ctx: BuildContext, sandbox: Sandbox, target: Path) -> None:
         scratch = self._source_copy(ctx)
@@ -286,26 +284,6 @@ class PythonBuildpack(Buildpack):
             raise explain_install_error(exc, "the project")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    @staticmethod
-    def _drop_build_tools(ctx: BuildContext, target: Path, proj: projects.Project,
-                          locked: locks.Locked | None) -> None:
-        """pip/setuptools/wheel only ship when the app itself asks for them."""
-        wanted = set(locked.pins) if locked else set()
-        for name in proj.lock_inputs():
-            if name.endswith((".txt", ".toml", "Pipfile", ".cfg", ".py")) and not name.endswith(".lock"):
-                text = (ctx.app_dir / name).read_text(encoding="utf-8", errors="replace").lower()
-                wanted |= {t for t in BUILD_ONLY if re.search(rf"(^|[\s\"'\[,]){t}\b", text, re.M)}
-        for d in target.glob("*.dist-info"):
-            name = dist_name(d)
-            if name in BUILD_ONLY and name not in wanted:
-                for line in (d / "RECORD").read_text(encoding="utf-8").splitlines() if (d / "RECORD").exists() else []:
-                    rel = line.rsplit(",", 2)[0]
-                    path = (target / rel).resolve()
-                    if path.is_file() and target.resolve() in path.parents:
-                        path.unlink()
-                shutil.rmtree(d, ignore_errors=True)
-                ctx.log(f"left {name} out of the image (a build tool the app does not list)")
 
     def _collectstatic(self, ctx: BuildContext, sandbox: Sandbox, django: entrypoint.Django,
                        dirs: dict[str, Path]) -> None:

@@ -73,3 +73,14 @@ def test_failing_source_build_shows_the_build_log(tmp_path):
     err = build_fails(app, tmp_path)
     assert "error: requirements.txt: building fastsum" in err and "from source failed" in err
     assert "libfoo/missing.h: No such file or directory" in err  # the compiler's own line, from the log's tail
+
+
+def test_detect_cli_says_which_rule_fired():
+    import json
+
+    out = json.loads(pybuild("detect", str(APPS / "django"), "--json").stdout)
+    plan = out["buildpacks"][0]["plan"]
+    assert plan["entrypoint_rule"].startswith("Django project (manage.py, mysite.settings)")
+    assert plan["python_version"] == "3.13" and out["stack"] == "python-3.13"
+    text = pybuild("detect", str(APPS / "poetry")).stdout
+    assert "dependencies: poetry.lock (exact, hash-checked)" in text
