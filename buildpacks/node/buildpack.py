@@ -85,7 +85,7 @@ class NodeBuildpack(Buildpack):
     def build(self, ctx: BuildContext) -> None:
         app = ctx.app_dir
         pkg = load_package_json(app / "package.json") if (app / "package.json").exists() else None
-        registry = Registry.from_config(ctx.cache_dir, app, ctx.log)
+        registry = Registry.from_config(ctx.cache_dir, app)
         arch = getattr(ctx.stack, "architecture", "amd64")
         host = platform.machine()
         if runtime.package_name(arch) != runtime.package_name(host):

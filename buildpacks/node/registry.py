@@ -126,12 +126,11 @@ class Registry:
     url: str
     cache: Path
     token: str | None = None
-    log: object = None
 
     @classmethod
-    def from_config(cls, cache: Path, app_dir: Path | None = None, log=None) -> "Registry":
+    def from_config(cls, cache: Path, app_dir: Path | None = None) -> "Registry":
         url = configured_registry(app_dir)
-        return cls(url, cache, auth_token(url, app_dir), log)
+        return cls(url, cache, auth_token(url, app_dir))
 
     def _headers(self, extra: dict | None = None) -> dict:
         h = {"User-Agent": "pybuild-node"}

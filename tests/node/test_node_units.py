@@ -9,9 +9,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
