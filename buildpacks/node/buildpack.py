@@ -107,12 +107,17 @@ class NodeBuildpack(Buildpack):
                 if (app / ".pnp.loader.mjs").exists():
                     opts += f" --experimental-loader file://{APP_DIR}/.pnp.loader.mjs"
                 launch_env["NODE_OPTIONS"] = opts
-        ep = entrypoint.choose(app, pkg, ctx.options.get("process"),
-                               bin_dir=deps_dir / ".bin" if deps_dir is not None else None)
+        ctx.launch_env.update(launch_env)
+        try:
+            ep = entrypoint.choose(app, pkg, ctx.options.get("process"),
+                                   bin_dir=deps_dir / ".bin" if deps_dir is not None else None)
+        except PybuildError:
+            if ctx.options.get("entrypoint"):  # the user's --entrypoint is the start command
+                return
+            raise
         for w in ep.warnings:
             ctx.log(f"warning: {w}")
         ctx.log(f"start: {ep.rule}")
-        ctx.launch_env.update(launch_env)
         needs_launcher = any("$" in a for cmd in [ep.command, *ep.processes.values()] for a in cmd)
         if needs_launcher:
             src = Path(__file__).with_name("launch.js")

@@ -188,3 +188,14 @@ def test_node_range_nothing_satisfies(tmp_path):
     err = fails(APPS / "no-package-json", tmp_path, env={"PYBUILD_NODE_VERSION": "^15.99"})
     assert "PYBUILD_NODE_VERSION: no published Node.js version satisfies '^15.99'" in err
     assert "nearest published versions: 15." in err and "16.0.0" in err
+
+
+def test_entrypoint_option_for_an_app_no_rule_can_start(tmp_path):
+    app = tmp_path / "custom"
+    (app / "dist").mkdir(parents=True)
+    (app / "package.json").write_text(json.dumps({"name": "custom", "version": "1.0.0"}))
+    shutil.copy(APPS / "no-package-json" / "server.js", app / "dist" / "main.js")
+    err = fails(app, tmp_path)
+    assert "cannot tell how to start this Node.js app" in err
+    build(app, tmp_path / "oci", "--entrypoint", "node dist/main.js")
+    assert answer(tmp_path / "oci", tmp_path).startswith("hello from node v24.")
