@@ -98,8 +98,12 @@ def _uv_locked(app: Path) -> dict[str, str]:
 
 
 def _poetry_locked(app: Path) -> dict[str, str]:
+    """The main group, less packages whose markers exclude Linux (colorama is locked for win32 only)."""
+    from packaging.markers import Marker
+
     lock = tomllib.loads((app / "poetry.lock").read_text())
-    return {_norm(p["name"]): p["version"] for p in lock["package"] if "main" in p.get("groups", ["main"])}
+    return {_norm(p["name"]): p["version"] for p in lock["package"] if "main" in p.get("groups", ["main"])
+            and ("markers" not in p or Marker(p["markers"]).evaluate({"sys_platform": "linux"}))}
 
 
 def _pipenv_locked(app: Path) -> dict[str, str]:
@@ -120,6 +124,7 @@ def test_installed_versions_equal_the_lockfile(built, tmp_path, app, read):
     assert locked, "the lockfile lists no runtime packages"
     assert installed == locked  # exactly the locked set: nothing newer, no dev group (six), no extras
     assert locked["bottle"] == "0.13.2" and "six" not in installed
+    assert "colorama" not in installed  # poetry.lock: only for sys_platform == "win32"
 
 
 def test_no_build_tools_in_the_run_image(built, tmp_path):

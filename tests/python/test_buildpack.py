@@ -34,8 +34,11 @@ def detect(app: Path, **env):
 def test_poetry_lock_pins_main_group_with_hashes_and_its_index():
     pyproject = tomllib.loads((APPS / "poetry/pyproject.toml").read_text())
     locked = locks.poetry_lock(APPS / "poetry", pyproject, "3.13")
-    assert locked.pins == {"bottle": "0.13.2", "gunicorn": "22.0.0", "packaging": locked.pins["packaging"]}
+    assert set(locked.pins) == {"bottle", "gunicorn", "packaging", "colorama"}
+    assert locked.pins["bottle"] == "0.13.2" and locked.pins["gunicorn"] == "22.0.0"
     assert locked.hashed and all("--hash=sha256:" in line for line in locked.lines)
+    colorama = next(line for line in locked.lines if line.startswith("colorama=="))
+    assert ' ; sys_platform == "win32" --hash=' in colorama  # left for the installer to evaluate
     assert "six" not in locked.pins  # dev group
     assert locked.indexes == ["https://pypi.org/simple"]  # the [[tool.poetry.source]] the lock names
 
@@ -49,7 +52,9 @@ def test_poetry_old_lock_format_walks_the_graph(tmp_path):
     (app / "poetry.lock").write_text(text)
     pyproject = tomllib.loads((app / "pyproject.toml").read_text())
     locked = locks.poetry_lock(app, pyproject, "3.13")
-    assert set(locked.pins) == {"bottle", "gunicorn", "packaging"}
+    assert set(locked.pins) == {"bottle", "gunicorn", "packaging", "colorama"}
+    colorama = next(line for line in locked.lines if line.startswith("colorama=="))
+    assert "; (sys_platform == 'win32') --hash=" in colorama  # the marker of the pyproject edge
 
 
 def test_pipfile_lock_default_section_only():
