@@ -182,3 +182,34 @@ def test_image_sizes(built, capsys):
         assert s["size"] < 60e6, f"{app} image is {s['size'] / 1e6:.1f} MB"
     with capsys.disabled():
         print("\n" + "\n".join(rows))
+
+
+BOTTLE_WHEEL_SHA256 = "27569ab8d1332fbba3e400b3baab2227ab4efb4882ff147af05a7c00ed73409c"
+
+
+def _hashed_app(tmp_path: Path, digest: str) -> Path:
+    app = tmp_path / "hashed"
+    app.mkdir(parents=True)
+    (app / "requirements.txt").write_text(f"bottle==0.13.2 --hash=sha256:{digest}\n")
+    (app / "main.py").write_text("import bottle\nprint('bottle', bottle.__version__)\n")
+    return app
+
+
+def test_requirements_with_hash_pins(tmp_path):
+    app = _hashed_app(tmp_path, BOTTLE_WHEEL_SHA256)
+    out = tmp_path / "oci"
+    pybuild("build", str(app), "-o", f"oci:{out}:app")
+    assert "bottle 0.13.2" in run_to_completion(out, "app", tmp_path)
+    bad = _hashed_app(tmp_path / "bad", "0" * 64)
+    proc = pybuild("build", str(bad), "-o", f"oci:{tmp_path / 'bad-oci'}:app", check=False)
+    assert proc.returncode == 1 and not (tmp_path / "bad-oci").exists()
+    assert "does not match the hash pinned in requirements.txt" in proc.stderr
+
+
+def test_python_version_file_chooses_another_stack(app_copy, tmp_path):
+    app = app_copy("script")
+    (app / ".python-version").write_text("3.11  # the Debian 12 stack\n")
+    out = tmp_path / "oci"
+    summary = json.loads(pybuild("build", str(app), "-o", f"oci:{out}:app", "--json").stdout)
+    assert summary["stack"] == "python-3.11"
+    assert "hello from a script on Python 3.11" in run_to_completion(out, "app", tmp_path)
