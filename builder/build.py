@@ -278,7 +278,7 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
     if include_app:
         layers.append(Layer.from_tar_writer(tw, store, created_by="pybuild app", comment="application source"))
     env.setdefault("PORT", DEFAULT_PORT)
-    env.update(opts.env)
+    env.update({k: v for k, v in opts.env.items() if not k.startswith("PYBUILD_")})  # settings stay build-time
     if opts.entrypoint:
         import shlex
 
