@@ -114,6 +114,18 @@ def installed_names(target: Path) -> set[str]:
     return {dist_name(d) for d in target.glob("*.dist-info")}
 
 
+def drop_install_stamps(target: Path) -> None:
+    """uv records when it built a local project (uv_cache.json); that timestamp would make
+    every build of the same source differ, so it goes (and its RECORD line with it)."""
+    for stamp in target.glob("*.dist-info/uv_cache.json"):
+        record = stamp.parent / "RECORD"
+        if record.is_file():
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            record.write_text("".join(l for l in lines if not l.startswith(f"{stamp.parent.name}/uv_cache.json,")),
+                              encoding="utf-8")
+        stamp.unlink()
+
+
 def dist_name(dist_info: Path) -> str:
     """The normalized project name of a `name-version.dist-info` folder."""
     return locks.normalize(dist_info.name[: -len(".dist-info")].rsplit("-", 1)[0])
@@ -168,6 +180,7 @@ class PythonBuildpack(Buildpack):
 
             def populate_deps(target: Path) -> None:
                 self._install_deps(ctx, sandbox, proj, locked, target, ep.needs)
+                drop_install_stamps(target)
                 sandbox.compile(target, DEPS)
 
             dirs[DEPS] = ctx.layer("deps", cache_key("deps", *common, inputs, ep.needs), populate_deps,
@@ -176,6 +189,7 @@ class PythonBuildpack(Buildpack):
         if proj.installable and sandbox:
             def populate_project(target: Path) -> None:
                 self._install_project(ctx, sandbox, target)
+                drop_install_stamps(target)
                 sandbox.compile(target, PROJECT)
 
             dirs[PROJECT] = ctx.layer("project", cache_key("project", *common, tree_digest(ctx.app_dir)),

@@ -213,3 +213,20 @@ def test_python_version_file_chooses_another_stack(app_copy, tmp_path):
     summary = json.loads(pybuild("build", str(app), "-o", f"oci:{out}:app", "--json").stdout)
     assert summary["stack"] == "python-3.11"
     assert "hello from a script on Python 3.11" in run_to_completion(out, "app", tmp_path)
+
+
+def test_project_and_deps_layers_are_reproducible(tmp_path):
+    """Built from scratch twice (project wheel and dependency layers not cached): same digest."""
+    import shutil
+
+    from builder import config
+
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    digests = []
+    for n in range(2):
+        for name in ("project", "deps"):
+            shutil.rmtree(config.cache_dir() / "layers" / "python" / name, ignore_errors=True)
+        proc = pybuild("build", str(APPS / "pep621"), "-o", f"oci:{tmp_path / str(n)}:app", env=env)
+        assert "building the project into a wheel" in proc.stderr
+        digests.append(proc.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
