@@ -153,7 +153,7 @@ class Registry:
         headers = {"Accept": ABBREVIATED}
         if cached and cached.get("_etag"):
             headers["If-None-Match"] = cached["_etag"]
-        url = self.url + quote(name, safe="@")
+        url = self.url + quote(name, safe="@/").replace("/", "%2f")  # as npm escapes scoped names
         try:
             resp = requests.get(url, headers=self._headers(headers), timeout=60)
         except requests.RequestException as exc:
