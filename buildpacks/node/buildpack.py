@@ -342,10 +342,9 @@ class Installer:
                 ro[self.tool.root] = SANDBOX_PM
             # the whole output goes to a log (read back on failure); the runner keeps only its tail
             (cache / "logs").mkdir(exist_ok=True)
-            log = cache / "logs" / "last.log"
-            log.unlink(missing_ok=True)
+            log = Path(tempfile.mkstemp(prefix="pm-", suffix=".log", dir=cache / "logs")[1])
             argv = ["/bin/sh", "-c", 'log=$1; shift; "$@" >"$log" 2>&1; rc=$?; tail -n 40 "$log"; exit $rc', "sh",
-                    f"{SANDBOX_CACHE}/logs/last.log", f"{SANDBOX_NODE}/bin/node", script, *args]
+                    f"{SANDBOX_CACHE}/logs/{log.name}", f"{SANDBOX_NODE}/bin/node", script, *args]
             try:
                 run_in_rootfs(Path("/"), argv, ro_binds=ro,
                               binds={self.app: APP_DIR, deps: self.mount, cache: SANDBOX_CACHE},
@@ -353,6 +352,8 @@ class Installer:
             except PybuildError as exc:
                 full = log.read_text(errors="replace") if log.exists() else (exc.details or "")
                 raise self._explain(exc, full, fail or f"{what} failed")
+            finally:
+                log.unlink(missing_ok=True)
         finally:
             shutil.rmtree(shims, ignore_errors=True)
 
