@@ -304,7 +304,8 @@ class PythonBuildpack(Buildpack):
         ctx.log(f"collectstatic ({django.settings}, STATIC_ROOT set)")
         binds = {ctx.app_dir: WORKSPACE, **{host: inside for inside, host in dirs.items()}}
         sandbox.python_run(["manage.py", "collectstatic", "--noinput", "-v", "0"], binds=binds, cwd=WORKSPACE,
-                           env={"PYTHONPATH": ":".join(sorted(dirs, reverse=True)),
+                           env={**ctx.env, "PYTHONPATH": ":".join(sorted(dirs, reverse=True)),
                                 "DJANGO_SETTINGS_MODULE": django.settings},
                            what="manage.py collectstatic",
-                           hint="collectstatic runs at build time, without network or database access")
+                           hint="collectstatic runs at build time, without network or database access; "
+                                "settings it needs can be given with -e KEY=VALUE")

@@ -151,6 +151,11 @@ def _ca_bundle() -> Path | None:
     return None
 
 
+def _netrc() -> Path | None:
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    return Path(path) if os.path.isfile(path) else None
+
+
 def uv_version(uv: str) -> str:
     try:
         return subprocess.run([uv, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
@@ -178,6 +183,8 @@ class Sandbox:
                "SOURCE_DATE_EPOCH": str(self.epoch), "PYTHONHASHSEED": "0"}
         if _ca_bundle():
             env["SSL_CERT_FILE"] = f"{SANDBOX}/ca.crt"
+        if _netrc():
+            env["NETRC"] = f"{SANDBOX}/netrc"
         for k, v in os.environ.items():
             if k in PASS_ENV or UV_CREDENTIALS.match(k):
                 env[k] = v
@@ -188,6 +195,9 @@ class Sandbox:
         ca = _ca_bundle()
         if ca:
             ro[ca] = f"{SANDBOX}/ca.crt"
+        netrc = _netrc()
+        if netrc:
+            ro[netrc] = f"{SANDBOX}/netrc"  # index credentials, as pip and uv read them
         return ro
 
     def uv_run(self, args: list[str], *, src: Path, binds: dict[Path, str] | None = None,
