@@ -230,3 +230,40 @@ def test_project_and_deps_layers_are_reproducible(tmp_path):
         assert "building the project into a wheel" in proc.stderr
         digests.append(proc.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1]
+
+
+def _private_index(root: Path) -> Path:
+    """A PEP 503 index in a folder, laid out like a mirror: simple/<name>/ links to ../../files/."""
+    import hashlib
+    import zipfile
+
+    files = root / "files"
+    files.mkdir(parents=True)
+    wheel = files / "privpkg-1.0-py3-none-any.whl"
+    members = {
+        "privpkg/__init__.py": "GREETING = 'hello from a private index'\n",
+        "privpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: privpkg\nVersion: 1.0\n",
+        "privpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+        zf.writestr("privpkg-1.0.dist-info/RECORD", "".join(f"{n},,\n" for n in members)
+                    + "privpkg-1.0.dist-info/RECORD,,\n")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    page = root / "simple" / "privpkg"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        f'<html><body><a href="../../files/{wheel.name}#sha256={digest}">{wheel.name}</a></body></html>\n')
+    return root / "simple"
+
+
+def test_private_index_from_the_users_uv_settings(tmp_path):
+    simple = _private_index(tmp_path / "mirror")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").write_text("privpkg==1.0\n")
+    (app / "main.py").write_text("import privpkg\nprint(privpkg.GREETING)\n")
+    out = tmp_path / "oci"
+    pybuild("build", str(app), "-o", f"oci:{out}:app", env={"UV_EXTRA_INDEX_URL": f"file://{simple}"})
+    assert "hello from a private index" in run_to_completion(out, "app", tmp_path)
