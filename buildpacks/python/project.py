@@ -85,7 +85,7 @@ def load(app_dir: Path) -> Project:
     elif tool.get("poetry") and "project" not in pyproject:
         installable = False  # a Poetry project without [build-system] cannot be built by any frontend
     else:
-        installable = "setup.py" in found or "setup.cfg" in found
+        installable = "setup.py" in found  # setup.cfg alone: no frontend can build it (no setup.py shim)
     if tool.get("poetry", {}).get("package-mode") is False or tool.get("pdm", {}).get("distribution") is False \
             or tool.get("uv", {}).get("package") is False:
         installable = False
@@ -96,16 +96,25 @@ def load(app_dir: Path) -> Project:
                    {k: v for k, v in scripts.items() if isinstance(v, str)})
 
 
-def _setup_cfg_scripts(path: Path) -> dict[str, str]:
+def _setup_cfg(path: Path):
     import configparser
 
-    cp = configparser.ConfigParser()
+    cp = configparser.ConfigParser(interpolation=None)
     try:
         cp.read(path, encoding="utf-8")
     except configparser.Error as exc:
         raise PybuildError(f"setup.cfg: {exc}")
-    raw = cp.get("options.entry_points", "console_scripts", fallback="")
+    return cp
+
+
+def _setup_cfg_scripts(path: Path) -> dict[str, str]:
+    raw = _setup_cfg(path).get("options.entry_points", "console_scripts", fallback="")
     return {k.strip(): v.strip() for k, _, v in (l.partition("=") for l in raw.splitlines() if "=" in l)}
+
+
+def _setup_cfg_requirements(path: Path) -> list[str]:
+    raw = _setup_cfg(path).get("options", "install_requires", fallback="")
+    return [l.split("#", 1)[0].strip() for l in raw.splitlines() if l.split("#", 1)[0].strip()]
 
 
 def poetry_specifier(spec: str) -> str:
@@ -214,7 +223,9 @@ def unlocked_requirements(project: Project) -> tuple[list[str], list[str]]:
         return [], list(py["project"].get("dependencies", []))
     if py.get("tool", {}).get("poetry") and "project" not in py:
         return [], poetry_requirements(py)
-    for name in ("pyproject.toml", "setup.py", "setup.cfg"):
+    for name in ("pyproject.toml", "setup.py"):
         if name in project.manifests and project.installable:
             return ["-r", name], []  # the installer asks the build backend for the dependencies
+    if "setup.cfg" in project.manifests:
+        return [], _setup_cfg_requirements(app / "setup.cfg")
     return [], []

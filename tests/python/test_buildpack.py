@@ -245,3 +245,15 @@ def test_local_requirement_inputs_are_part_of_the_key(tmp_path):
     (app / "requirements/base.txt").write_text("-e ./vendor/fastsum  # local\nflask\n")
     found = projects.load(app).local_inputs()
     assert [p.name for p in found] == ["requirements.txt", "base.txt", "fastsum"]
+
+
+def test_setup_cfg_alone_gives_dependencies(tmp_path):
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = svc\nversion = 1\n\n[options]\npy_modules = svc\n"
+                                        "install_requires =\n    bottle>=0.13  # web\n    six\n")
+    (tmp_path / "main.py").write_text("print(1)\n")
+    proj = projects.load(tmp_path)
+    assert not proj.installable  # no setup.py: no frontend can build it
+    assert projects.unlocked_requirements(proj) == ([], ["bottle>=0.13", "six"])
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    proj = projects.load(tmp_path)
+    assert proj.installable and projects.unlocked_requirements(proj) == (["-r", "setup.py"], [])
