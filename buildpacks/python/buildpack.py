@@ -252,12 +252,12 @@ class PythonBuildpack(Buildpack):
         try:
             if proj.lock == "uv.lock":
                 out = sandbox.uv_run(["export", "--locked", "--format", "requirements-txt", "--no-dev",
-                                      "--no-emit-project", "--no-header", "--no-annotate", "--python",
-                                      sandbox.python], src=src, what="exporting uv.lock")
+                                      "--no-emit-project", "--no-editable", "--no-header", "--no-annotate",
+                                      "--python", sandbox.python], src=src, what="exporting uv.lock")
                 locked = locks.from_exported(out.stdout)
             if locked is not None:
                 (inputs / "locked.txt").write_text(locked.text(), encoding="utf-8")
-                ctx.log(f"installing {len(locked.pins)} locked packages from {locked.source}"
+                ctx.log(f"installing {len(locked.lines)} locked packages from {locked.source}"
                         + (" (hashes required)" if locked.hashed else ""))
                 if locked.lines:
                     sandbox.uv_run(base + ["--no-deps", "-r", f"{SANDBOX}/inputs/locked.txt"]

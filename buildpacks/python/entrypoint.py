@@ -13,6 +13,7 @@ WSGI_FACTORIES = {"Flask", "Bottle", "Falcon", "App", "Pyramid", "Configurator"}
 ASGI_FACTORIES = {"FastAPI", "Starlette", "Quart", "Litestar", "Sanic", "Starlite"}
 ASGI_MODULES = {"fastapi", "starlette", "quart", "litestar", "sanic", "falcon.asgi", "django.core.asgi"}
 APP_NAMES = ("app", "application", "api", "server")
+SERVERS = ("gunicorn", "uvicorn")  # added to the image when a start command names one the app does not list
 CONVENTION_FILES = ("main.py", "app.py", "wsgi.py", "asgi.py", "server.py")
 
 
@@ -39,6 +40,16 @@ def parse_procfile(path: Path) -> dict[str, list[str]]:
         except ValueError as exc:
             raise PybuildError(f"{path.name}, line {n}: {exc}")
     return out
+
+
+def _servers(commands) -> list[str]:
+    """gunicorn/uvicorn named by Procfile commands (`gunicorn ...` or `python -m gunicorn ...`)."""
+    found = []
+    for cmd in commands:
+        prog = cmd[2] if len(cmd) > 2 and cmd[0].startswith("python") and cmd[1] == "-m" else cmd[0] if cmd else ""
+        if prog in SERVERS and prog not in found:
+            found.append(prog)
+    return found
 
 
 def find_app_object(path: Path) -> tuple[str, str] | None:
@@ -124,7 +135,7 @@ def choose(app_dir: Path, process: str | None = None, scripts: dict[str, str] | 
             raise PybuildError(f"Procfile has no process {process!r}", hint=f"processes: {', '.join(procs)}")
         name = process or ("web" if "web" in procs else next(iter(procs), None))
         if name:
-            return Entrypoint(f"Procfile `{name}:` line", procs[name],
+            return Entrypoint(f"Procfile `{name}:` line", procs[name], _servers(procs.values()),
                               processes={k: v for k, v in procs.items() if k != name}, type=name)
     if scripts and len(scripts) == 1:
         (name, target), = scripts.items()

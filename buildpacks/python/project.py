@@ -8,7 +8,7 @@ from pathlib import Path
 
 from builder.errors import PybuildError
 
-from .locks import read_toml, which_lock
+from .locks import read_json, read_toml, which_lock
 
 MANIFESTS = ("requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock", "poetry.lock",
              "pdm.lock", "setup.py", "setup.cfg")
@@ -36,12 +36,32 @@ class Project:
         names = list(MANIFESTS) + ["uv.toml", ".python-version", "runtime.txt"]
         return [n for n in names if (self.app_dir / n).is_file()]
 
+    def lock_paths(self) -> list[str]:
+        """Local folders and files the lockfile installs from (workspace members, path dependencies)."""
+        if self.lock == "Pipfile.lock":
+            default = read_json(self.app_dir, "Pipfile.lock").get("default") or {}
+            return [e["path"] for e in default.values() if isinstance(e, dict) and e.get("path")]
+        if not self.lock:
+            return []
+        out = []
+        for pkg in read_toml(self.app_dir, self.lock).get("package", []):
+            src = pkg.get("source") or {}
+            if self.lock == "uv.lock":
+                out += [src[k] for k in ("editable", "directory", "path") if k in src and src[k] != "."]
+            elif self.lock == "poetry.lock" and src.get("type") in ("directory", "file"):
+                out.append(src["url"])
+            elif self.lock == "pdm.lock" and pkg.get("path"):
+                out.append(pkg["path"])
+        return out
+
     def local_inputs(self) -> list[Path]:
-        """Files and folders requirements.txt reaches inside the app: nested `-r`/`-c` files and
-        local path requirements (their content decides the dependency layer too)."""
-        found: list[Path] = []
-        todo = [self.app_dir / "requirements.txt"]
+        """Files and folders the dependencies come from inside the app: requirements.txt's nested
+        `-r`/`-c` files and local path requirements, and the lockfile's path dependencies (their
+        content decides the dependency layer too)."""
         root = self.app_dir.resolve()
+        found: list[Path] = [p for p in ((root / rel).resolve() for rel in self.lock_paths())
+                             if p.exists() and (p == root or root in p.parents)]
+        todo = [self.app_dir / "requirements.txt"]
         while todo:
             path = todo.pop()
             if not path.is_file() or path in found:

@@ -175,6 +175,7 @@ def test_procfile_beats_conventions_and_names_other_processes(tmp_path):
     (app / "Procfile").write_text("web: gunicorn app:app\nrelease: python migrate.py\n")
     ep = entrypoint.choose(app)
     assert ep.rule == "Procfile `web:` line" and ep.processes == {"release": ["python", "migrate.py"]}
+    assert ep.needs == ["gunicorn"]  # named by the Procfile, not listed by the app: added
     ep = entrypoint.choose(app, "release")
     assert ep.type == "release" and ep.command == ["python", "migrate.py"]
     with pytest.raises(PybuildError, match="Procfile has no process 'worker'"):
@@ -257,3 +258,12 @@ def test_setup_cfg_alone_gives_dependencies(tmp_path):
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     proj = projects.load(tmp_path)
     assert proj.installable and projects.unlocked_requirements(proj) == (["-r", "setup.py"], [])
+
+
+def test_lockfile_path_dependencies_are_part_of_the_key(tmp_path):
+    app = copy(tmp_path, "uv")
+    lock = (app / "uv.lock").read_text()
+    (app / "libs/greet").mkdir(parents=True)
+    (app / "uv.lock").write_text(lock + '\n[[package]]\nname = "greet"\nversion = "0.2.0"\n'
+                                        'source = { editable = "libs/greet" }\n')
+    assert projects.load(app).local_inputs() == [(app / "libs/greet").resolve()]
