@@ -26,7 +26,7 @@ from builder.sandbox import run_in_rootfs
 from . import entrypoint, managers, runtime
 from .registry import Registry, npmrc_files
 
-STACK = "cc"
+STACK = "cc-nossl"  # Node carries its own OpenSSL: the system one would be dead weight
 RUNTIME = "/layers/node/runtime"
 NODE = f"{RUNTIME}/bin/node"
 LAUNCHER_DIR = "/layers/node/launcher"

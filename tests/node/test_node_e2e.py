@@ -48,7 +48,7 @@ def copy_app(name: str, tmp: Path) -> Path:
 ])
 def test_app_builds_and_answers(app, expect, tmp_path):
     summary = build(APPS / app, tmp_path / "oci")
-    assert summary["stack"] == "cc"
+    assert summary["stack"] == "cc-nossl"
     text = answer(tmp_path / "oci", tmp_path)
     assert text.startswith(expect), text
     assert summary["config"]["Env"].count("NODE_ENV=production") == 1
@@ -130,7 +130,7 @@ def test_example_express_size(tmp_path):
     summary = build(EXAMPLES / "node-express", tmp_path / "oci")
     size, raw = summary["size"], summary["uncompressed_size"]
     print(f"node-express: {size / 1e6:.1f} MB compressed, {raw / 1e6:.1f} MB uncompressed")
-    assert size < 50e6
+    assert size < 45e6  # issue 6: an Express hello-world under 45 MB compressed
     assert answer(tmp_path / "oci", tmp_path).startswith("Hello from pybuild")
 
 

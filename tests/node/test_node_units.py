@@ -37,7 +37,7 @@ def detect(root: Path, env: dict | None = None):
 # -- detection -------------------------------------------------------------------------------
 def test_detects_package_json_and_plain_scripts(tmp_path):
     res = detect(APPS / "npm-express")
-    assert res.status == "pass" and res.stack == "cc"
+    assert res.status == "pass" and res.stack == "cc-nossl"
     assert res.plan["package_manager"] == "npm" and res.plan["node_version"] == "24.x"
     res = detect(APPS / "no-package-json")
     assert res.status == "pass" and "server.js" in res.reason and res.plan["version_from"].startswith("default")
