@@ -55,6 +55,23 @@ def build_image(app: Path, out: Path, ref: str = "app", *extra: str, env: dict |
     return proc.stdout.strip().splitlines()[-1]
 
 
+def build_json(app: Path, out: Path, *extra: str, env: dict | None = None, ref: str = "app") -> dict:
+    """Build into the OCI layout `out` (tagged `ref`); the `--json` summary, with the build log
+    (stderr) added as "log"."""
+    proc = pybuild("build", str(app), "-o", f"oci:{out}:{ref}", "--json", *extra, env=env)
+    summary = json.loads(proc.stdout)
+    summary["log"] = proc.stderr
+    return summary
+
+
+def answer(layout: Path, tmp: Path, path: str = "/", ref: str = "app", **kw) -> str:
+    """Run the image, GET `path`, assert 200, return the stripped body."""
+    with run_image(layout, ref, tmp, **kw) as running:
+        resp = running.get(path)
+        assert resp.status_code == 200, resp.text
+        return resp.text.strip()
+
+
 @contextmanager
 def unpacked(layout: Path, ref: str, tmp: Path):
     """`umoci unpack` the image into a runc bundle; yields the bundle folder."""

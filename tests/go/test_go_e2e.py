@@ -12,26 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, pybuild, run_image, unpacked
+from helpers import EXAMPLES, answer, pybuild, run_image, unpacked
+from helpers import build_json as build
 
 pytestmark = pytest.mark.slow
 
 APPS = Path(__file__).parent / "apps"
-
-
-def build(app: Path, out: Path, *extra: str, env: dict | None = None) -> dict:
-    """Build into the OCI layout `out` (ref `app`); the --json summary, with the build log added."""
-    proc = pybuild("build", str(app), "-o", f"oci:{out}:app", "--json", *extra, env=env)
-    summary = json.loads(proc.stdout)
-    summary["log"] = proc.stderr
-    return summary
-
-
-def answer(layout: Path, tmp: Path, **kw) -> str:
-    with run_image(layout, "app", tmp, **kw) as running:
-        resp = running.get("/")
-        assert resp.status_code == 200, resp.text
-        return resp.text.strip()
 
 
 def files_in(layout: Path, tmp: Path) -> set[str]:

@@ -10,25 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, pybuild, run_image, unpacked
+from helpers import EXAMPLES, answer, pybuild, unpacked
+from helpers import build_json as build
 
 pytestmark = pytest.mark.slow
 
 APPS = Path(__file__).parent / "apps"
-
-
-def build(app: Path, out: Path, *extra: str, env: dict | None = None) -> dict:
-    proc = pybuild("build", str(app), "-o", f"oci:{out}:app", "--json", *extra, env=env)
-    summary = json.loads(proc.stdout)
-    summary["log"] = proc.stderr
-    return summary
-
-
-def answer(layout: Path, tmp: Path, path: str = "/") -> str:
-    with run_image(layout, "app", tmp) as running:
-        resp = running.get(path)
-        assert resp.status_code == 200, resp.text
-        return resp.text.strip()
 
 
 def copy_app(name: str, tmp: Path) -> Path:
