@@ -116,7 +116,9 @@ def installed_names(target: Path) -> set[str]:
 
 def drop_install_stamps(target: Path) -> None:
     """uv records when it built a local project (uv_cache.json); that timestamp would make
-    every build of the same source differ, so it goes (and its RECORD line with it)."""
+    every build of the same source differ, so it goes (and its RECORD line with it). So does
+    the installer's own lock file in the target folder."""
+    (target / ".lock").unlink(missing_ok=True)
     for stamp in target.glob("*.dist-info/uv_cache.json"):
         record = stamp.parent / "RECORD"
         if record.is_file():
@@ -133,7 +135,7 @@ def dist_name(dist_info: Path) -> str:
 
 class PythonBuildpack(Buildpack):
     id = "python"
-    version = "0.2.0"
+    version = "0.2.1"
     description = ("Python apps: requirements.txt, pyproject.toml (PEP 621, Poetry, PDM, Hatch, uv), Pipfile, "
                    "setup.py; exact lockfiles; gunicorn/uvicorn/Django/Procfile entrypoints")
 
@@ -183,9 +185,13 @@ class PythonBuildpack(Buildpack):
                 drop_install_stamps(target)
                 sandbox.compile(target, DEPS)
 
-            dirs[DEPS] = ctx.layer("deps", cache_key("deps", *common, inputs, ep.needs), populate_deps,
-                                   image_path=DEPS)
-            paths.append(DEPS)
+            deps_dir = ctx.layer("deps", cache_key("deps", *common, inputs, ep.needs), populate_deps,
+                                 image_path=DEPS)
+            if any(deps_dir.iterdir()):
+                dirs[DEPS] = deps_dir
+                paths.append(DEPS)
+            else:  # the manifests list nothing to install: no empty layer in the image
+                ctx.layers.pop()
         if proj.installable and sandbox:
             def populate_project(target: Path) -> None:
                 self._install_project(ctx, sandbox, target)

@@ -267,3 +267,24 @@ def test_private_index_from_the_users_uv_settings(tmp_path):
     out = tmp_path / "oci"
     pybuild("build", str(app), "-o", f"oci:{out}:app", env={"UV_EXTRA_INDEX_URL": f"file://{simple}"})
     assert "hello from a private index" in run_to_completion(out, "app", tmp_path)
+
+
+def test_layers_hold_no_installer_leftovers(built, tmp_path):
+    for app in ("poetry", "pep621"):
+        b = built(app)
+        with unpacked(b.layout, b.ref, tmp_path) as bundle:
+            layers = bundle / "rootfs/layers/python"
+            assert not list(layers.glob("*/.lock")), app
+            assert not list(layers.glob("*/*.dist-info/uv_cache.json")), app
+            writable = [p for p in layers.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o002]
+            assert not writable, writable[:3]
+
+
+def test_nothing_to_install_adds_no_deps_layer(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").write_text("# nothing yet\n")
+    (app / "main.py").write_text("print('no dependencies')\n")
+    summary = json.loads(pybuild("build", str(app), "-o", f"oci:{tmp_path / 'oci'}:app", "--json").stdout)
+    assert [l["created_by"] for l in summary["layers"]][1:] == ["pybuild buildpack python: launcher", "pybuild app"]
+    assert not any(e.startswith("PYTHONPATH=") for e in summary["config"]["Env"])
