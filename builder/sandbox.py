@@ -47,21 +47,31 @@ def run_in_rootfs(rootfs: Path, argv: Sequence[str], *, binds: Mapping[Path, str
     # a tmpfs root with the stack's top-level folders bound read-only, so that mount points
     # for the binds (e.g. /layers/...) can be made without touching the cached rootfs
     cmd = [bwrap, "--tmpfs", "/"]
-    for entry in sorted(Path(rootfs).iterdir()):
-        if entry.name in ("proc", "dev", "tmp") or entry.name.startswith("."):
-            continue
-        if entry.is_symlink():
-            cmd += ["--symlink", os.readlink(entry), f"/{entry.name}"]
-        else:
-            cmd += ["--ro-bind", str(entry), f"/{entry.name}"]
+    host_net_files = ("resolv.conf", "hosts") if network else ()
+
+    def bind_children(folder: Path, inside: str, skip: tuple[str, ...] = ()) -> None:
+        for entry in sorted(folder.iterdir()):
+            if entry.name in skip or entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                cmd.extend(["--symlink", os.readlink(entry), f"{inside}/{entry.name}"])
+            else:
+                cmd.extend(["--ro-bind", str(entry), f"{inside}/{entry.name}"])
+
+    bind_children(Path(rootfs), "", ("proc", "dev", "tmp", "etc" if network else ""))
+    if network:
+        # /etc entry by entry, so the host's resolver files can be placed even where the
+        # stack has none (distroless stacks ship no resolv.conf)
+        cmd += ["--dir", "/etc"]
+        if (Path(rootfs) / "etc").is_dir():
+            bind_children(Path(rootfs) / "etc", "/etc", host_net_files)
+        for name in host_net_files:
+            if os.path.exists(f"/etc/{name}"):
+                cmd += ["--ro-bind", os.path.realpath(f"/etc/{name}"), f"/etc/{name}"]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if not network:
         cmd.append("--unshare-net")
-    else:
-        for f in ("/etc/resolv.conf", "/etc/hosts"):
-            if os.path.exists(f):
-                cmd += ["--ro-bind", f, f]
     for host, inside in dict(ro_binds or {}).items():
         cmd += ["--ro-bind", str(host), inside]
     for host, inside in dict(binds or {}).items():
