@@ -11,7 +11,7 @@ from pathlib import Path
 from builder.errors import PybuildError
 
 # Procfile syntax is shared with the Python buildpack
-from buildpacks.python.entrypoint import parse_procfile
+from builder.procfile import parse_procfile
 
 SHELL_SYNTAX = ("&&", "||", "|", ";", "&", ">", ">>", "<", "2>&1")
 CONVENTION_FILES = ("server.js", "index.js", "app.js")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import ast
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import PybuildError
+from builder.procfile import parse_procfile
 
 WSGI_FACTORIES = {"Flask", "Bottle", "Falcon", "App", "Pyramid", "Configurator"}
 ASGI_FACTORIES = {"FastAPI", "Starlette", "Quart", "Litestar", "Sanic", "Starlite"}
@@ -24,22 +24,6 @@ class Entrypoint:
     needs: list[str] = field(default_factory=list)  # servers to install when the app does not list them
     processes: dict[str, list[str]] = field(default_factory=dict)  # other Procfile processes
     type: str = "web"  # the process type of `command` (a Procfile name)
-
-
-def parse_procfile(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$", line)
-        if not m:
-            raise PybuildError(f"{path.name}, line {n}: expected `name: command`", hint="e.g. `web: gunicorn app:app`")
-        try:
-            out[m.group(1)] = shlex.split(m.group(2))
-        except ValueError as exc:
-            raise PybuildError(f"{path.name}, line {n}: {exc}")
-    return out
 
 
 def _servers(commands) -> list[str]:
