@@ -3,7 +3,6 @@ hashes) for the stack's own CPython in a cached layer, the project itself built 
 the build stage, deterministic bytecode, Django's collectstatic, and a zero-config entrypoint."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 from builder import BuildContext, Buildpack, DetectContext, DetectResult
 from builder.buildpack import cache_key
 from builder.errors import PybuildError
+from builder.fsdigest import folder_digest
 
 from . import entrypoint, locks
 from . import project as projects
@@ -93,23 +93,6 @@ def read_lock(proj: projects.Project, version: str) -> locks.Locked | None:
     return None
 
 
-def tree_digest(root: Path) -> str:
-    """Content digest of a folder (paths, modes, bytes): the key of the project layer."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            h.update(f"{rel}\0{path.lstat().st_mode & 0o111:o}\0".encode())
-            if path.is_symlink():
-                h.update(os.readlink(path).encode())
-            elif path.is_file():
-                h.update(path.read_bytes())
-            h.update(b"\0")
-    return h.hexdigest()
-
-
 def installed_names(target: Path) -> set[str]:
     return {dist_name(d) for d in target.glob("*.dist-info")}
 
@@ -178,7 +161,7 @@ class PythonBuildpack(Buildpack):
             inputs = {n: (ctx.app_dir / n).read_bytes() for n in proj.lock_inputs()}
             for path in proj.local_inputs():
                 rel = path.resolve().relative_to(ctx.app_dir.resolve()).as_posix()
-                inputs[rel] = tree_digest(path) if path.is_dir() else path.read_bytes()
+                inputs[rel] = folder_digest(path) if path.is_dir() else path.read_bytes()
 
             def populate_deps(target: Path) -> None:
                 self._install_deps(ctx, sandbox, proj, locked, target, ep.needs)
@@ -198,7 +181,7 @@ class PythonBuildpack(Buildpack):
                 drop_install_stamps(target)
                 sandbox.compile(target, PROJECT)
 
-            dirs[PROJECT] = ctx.layer("project", cache_key("project", *common, tree_digest(ctx.app_dir)),
+            dirs[PROJECT] = ctx.layer("project", cache_key("project", *common, folder_digest(ctx.app_dir)),
                                       populate_project, image_path=PROJECT)
             paths.insert(0, PROJECT)
         django = entrypoint.find_django(ctx.app_dir)
