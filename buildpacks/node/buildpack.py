@@ -61,7 +61,7 @@ def load_package_json(path: Path) -> dict:
 class NodeBuildpack(Buildpack):
     id = "node"
     version = "0.1.0"
-    description = "Node.js apps: npm, Yarn (classic and Berry/PnP), pnpm; node binary only on the cc stack"
+    description = "Node.js apps: npm, Yarn (classic and Berry/PnP), pnpm; node binary only on the cc-nossl stack"
 
     def detect(self, ctx: DetectContext) -> DetectResult:
         if ctx.exists("package.json"):
