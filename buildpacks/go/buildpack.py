@@ -21,7 +21,7 @@ STACK = "static"
 BIN_DIR = f"{LAYERS_DIR}/go/bin"
 LDFLAGS = "-s -w -buildid="
 GOPATH_MODULE = "app"  # module name (and binary) for an app with no go.mod
-DEFAULT_GOPROXY = "https://proxy.golang.org,direct"
+DEFAULT_GOPROXY = "unset (Go's built-in default)"
 # user settings handed to the go command as they are (-e first, then pybuild's own environment)
 PASS_THROUGH = ("GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOINSECURE",
                 "GOFLAGS", "GOAUTH", "GOVCS", "GOAMD64", "GOARM64", "GOARM", "GO386", "GOEXPERIMENT", "GOWORK",

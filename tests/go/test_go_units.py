@@ -310,13 +310,13 @@ def test_tree_digest_follows_content_not_place(tmp_path):
 
 # -- go build output, explained --------------------------------------------------------------------
 PROXY_DOWN = ('go: downloading github.com/google/uuid v1.6.0\nmain.go:6:2: github.com/google/uuid@v1.6.0: '
-              'Get "https://proxy.golang.org/github.com/google/uuid/@v/v1.6.0.zip": dial tcp: '
-              'lookup proxy.golang.org on 10.0.0.53:53: no such host')
+              'Get "https://modproxy.example.invalid/github.com/google/uuid/@v/v1.6.0.zip": dial tcp: '
+              'lookup modproxy.example.invalid on 10.0.0.53:53: no such host')
 
 
 @pytest.mark.parametrize("output, message, hint", [
     (PROXY_DOWN, ("module github.com/google/uuid v1.6.0 has to be downloaded, but the module proxy "
-                  "proxy.golang.org cannot be reached"), "go mod vendor"),
+                  "modproxy.example.invalid cannot be reached"), "go mod vendor"),
     ("go: downloading example.com/m v1.0.0\nmain.go:6:2: module lookup disabled by GOPROXY=off",
      "GOPROXY=off forbids downloads", "go mod vendor"),
     ("main.go:5:2: missing go.sum entry for module providing package github.com/google/uuid",
@@ -331,7 +331,7 @@ PROXY_DOWN = ('go: downloading github.com/google/uuid v1.6.0\nmain.go:6:2: githu
      "compiler reports"),
 ])
 def test_explain(output, message, hint):
-    err = diagnose.explain(output, "./cmd/web", "https://proxy.golang.org,direct")
+    err = diagnose.explain(output, "./cmd/web", "https://modproxy.example.invalid,direct")
     assert message in err.message
     assert hint in err.hint
     assert output.splitlines()[-1] in err.details
