@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import re
 import tomllib
@@ -281,11 +282,22 @@ def poetry_lock(app_dir: Path, pyproject: dict, python_version: str) -> Locked:
 
 # --- Pipfile.lock -----------------------------------------------------------------------------
 
+def default_index_url() -> str:
+    """The index pipenv assumes when a Pipfile names none: pip's own default (asked of pip,
+    so no index host is written in pybuild)."""
+    try:
+        from pip._internal.models.index import PyPI
+
+        return PyPI.simple_url
+    except Exception:  # pip missing or reorganised: such a Pipfile's hash cannot match
+        return ""
+
+
 def pipfile_hash(pipfile: dict) -> str:
     """Pipenv's `_meta.hash.sha256` of a Pipfile."""
     sections = {"source", "packages", "dev-packages", "requires", "scripts", "pipfile", "pipenv"}
     data: dict[str, Any] = {
-        "_meta": {"sources": pipfile.get("source", [{"name": "pypi", "url": "https://pypi.org/simple",
+        "_meta": {"sources": pipfile.get("source", [{"name": "pypi", "url": default_index_url(),
                                                      "verify_ssl": True}]),
                   "requires": pipfile.get("requires", {})},
         "default": pipfile.get("packages", {}),
@@ -306,7 +318,10 @@ def pipfile_lock(app_dir: Path, python_version: str) -> Locked:
             raise _stale("Pipfile.lock", "Pipfile", "its _meta.hash does not match the Pipfile", "pipenv lock")
     out = Locked("Pipfile.lock")
     for src in lock.get("_meta", {}).get("sources", []):
-        out.add_index(src.get("url"))
+        # pipenv expands ${VAR} in source URLs at install time (credentials stay out of the lock);
+        # a variable that is not set leaves the index to the user's own configuration
+        url = os.path.expandvars(src.get("url") or "")
+        out.add_index(url if "$" not in url else None)
     for name, entry in sorted((lock.get("default") or {}).items()):
         if not isinstance(entry, dict):
             raise PybuildError(f"Pipfile.lock: default.{name} should be an object")

@@ -14,6 +14,21 @@ from helpers import pybuild, require
 APPS = Path(__file__).resolve().parent / "apps"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def uv_lock_made_by_uv():
+    """The uv test app's uv.lock is made here by the real uv (from its pinned pyproject), not
+    committed: uv writes the index URL of every package into it, and no index host is written
+    into this repository."""
+    import subprocess
+
+    from buildpacks.python.installer import uv_binary
+
+    app = APPS / "uv"
+    if not (app / "uv.lock").exists():
+        subprocess.run([uv_binary(), "lock", "--no-progress", "--color", "never"], cwd=app, check=True,
+                       capture_output=True, text=True, timeout=600)
+
+
 @dataclass
 class Built:
     name: str

@@ -40,7 +40,27 @@ def test_poetry_lock_pins_main_group_with_hashes_and_its_index():
     colorama = next(line for line in locked.lines if line.startswith("colorama=="))
     assert ' ; sys_platform == "win32" --hash=' in colorama  # left for the installer to evaluate
     assert "six" not in locked.pins  # dev group
-    assert locked.indexes == ["https://pypi.org/simple"]  # the [[tool.poetry.source]] the lock names
+    assert locked.indexes == []  # the lock names no index of its own: the user's configuration decides
+
+
+def test_poetry_lock_keeps_the_index_a_package_came_from(tmp_path):
+    app = copy(tmp_path, "poetry")
+    mirror = "https://mirror.example.invalid/simple"
+    text = (app / "poetry.lock").read_text().replace(
+        'name = "bottle"\n', 'name = "bottle"\n', 1)
+    text = text.replace("\n[[package]]\nname = \"colorama\"",
+                        f'\n[package.source]\ntype = "legacy"\nurl = "{mirror}"\nreference = "company"\n'
+                        '\n[[package]]\nname = "colorama"', 1)
+    (app / "poetry.lock").write_text(text)
+    pyproject = tomllib.loads((app / "pyproject.toml").read_text())
+    assert locks.poetry_lock(app, pyproject, "3.13").indexes == [mirror]
+
+
+def test_pipfile_source_urls_expand_environment_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example.invalid/simple")
+    assert locks.pipfile_lock(APPS / "pipenv", "3.13").indexes == ["https://mirror.example.invalid/simple"]
+    monkeypatch.delenv("PIP_INDEX_URL")
+    assert locks.pipfile_lock(APPS / "pipenv", "3.13").indexes == []  # unset: the user's configuration
 
 
 def test_poetry_old_lock_format_walks_the_graph(tmp_path):
