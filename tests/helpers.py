@@ -30,6 +30,21 @@ def require(tool: str) -> str:
     return path
 
 
+def tar_bytes(files: dict[str, bytes], gz: bool = False) -> bytes:
+    """A tar (gzip-compressed when `gz`) holding `files` as given: names are not normalised, so
+    tests can craft hostile entries."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

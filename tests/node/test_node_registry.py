@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import tarfile
 import threading
@@ -15,16 +14,11 @@ import pytest
 
 from builder.errors import NetworkError, PybuildError, VerificationError
 from buildpacks.node.registry import Registry, extract_package
+from helpers import tar_bytes
 
 
 def npm_tarball(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_bytes(files, gz=True)
 
 
 def sri(data: bytes) -> str:

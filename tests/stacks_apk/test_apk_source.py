@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import NetworkError, PybuildError, VerificationError
+from helpers import tar_bytes
 from builder.oci.tarball import TarWriter
 from builder.stacks.apk import compare_versions, fuzzy_match, parse_dependency
 from builder.stacks.resolve import ResolveError, Resolver
@@ -99,13 +100,7 @@ def test_tampered_index_is_refused(repo_copy, make_source):
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar}
     files["APKINDEX"] = files["APKINDEX"].replace(b"V:1.2.3-r1", b"V:1.2.3-r9")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    index.write_bytes(signature + gzip.compress(buf.getvalue(), mtime=0))
+    index.write_bytes(signature + gzip.compress(tar_bytes(files), mtime=0))
     with pytest.raises(VerificationError) as err:
         make_source([f"{url}/main"]).load_index()
     assert f"{url}/main" in err.value.message
