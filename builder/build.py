@@ -252,7 +252,7 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
     if run_image:
         from .publish import open_image
 
-        base = open_image(run_image).to_image()
+        base = open_image(run_image, f"linux/{stack.architecture}").to_image()
         base_layers = base.layers
         for item in base.config.get("Env", []) or []:
             k, _, v = item.partition("=")
