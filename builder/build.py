@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -257,6 +258,14 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
         for item in base.config.get("Env", []) or []:
             k, _, v = item.partition("=")
             env.setdefault(k, v)
+    user_commands = [Process("web", shlex.split(opts.entrypoint), default=True)] if opts.entrypoint else []
+    user_commands += list(project_processes or [])
+    if user_commands:  # the language buildpack knows how its runtime starts a bare command
+        wrapper = next((c for c in reversed(contexts)
+                        if type(c.buildpack).process_argv is not Buildpack.process_argv), None)
+        for p in user_commands:
+            if wrapper is not None:
+                p.command = wrapper.buildpack.process_argv(wrapper, p.command)
     layers: list[Layer] = list(base_layers)
     processes: list[Process] = []
     labels: dict[str, str] = {}
@@ -269,7 +278,8 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
         labels.update(ctx.labels)
         include_app = include_app and ctx.include_app
         app_uid = max(app_uid, ctx.app_uid)
-    for extra in project_processes or []:  # project.toml [io.pybuild.processes] replace same-named ones
+    for extra in user_commands[1:] if opts.entrypoint else user_commands:
+        # project.toml [io.pybuild.processes] replace same-named ones
         processes = [p for p in processes if p.type != extra.type] + [extra]
     tw = TarWriter(mtime=epoch)
     tw.add_dir(APP_DIR, 0o755, app_uid, app_uid)
@@ -280,9 +290,7 @@ def export(root: Path, app: Path, stack, contexts: list[BuildContext], opts: Bui
     env.setdefault("PORT", DEFAULT_PORT)
     env.update({k: v for k, v in opts.env.items() if not k.startswith("PYBUILD_")})  # settings stay build-time
     if opts.entrypoint:
-        import shlex
-
-        processes.insert(0, Process("web", shlex.split(opts.entrypoint), default=True))
+        processes.insert(0, user_commands[0])
         for p in processes[1:]:
             p.default = False
     proc = pick_process(processes, opts.process)

@@ -114,6 +114,7 @@ class BuildContext(DetectContext):
         self.include_app = True
         self.app_uid = 0
         self.reused: list[str] = []
+        self._added: dict[str, Path] = {}
         self.store = BlobStore(config.cache_dir() / "blobs")
 
     def log(self, message: str) -> None:
@@ -143,6 +144,8 @@ class BuildContext(DetectContext):
         `populate` is not called; otherwise `populate(dir)` fills a fresh folder, which is
         kept (for later builds and tools) and turned into a layer. Returns the folder.
         """
+        if name in self._added:  # asked again in the same build: the layer is already in
+            return self._added[name]
         image_path = image_path or f"{LAYERS_DIR}/{self.buildpack.id}/{name}"
         base = config.cache_dir() / "layers" / self.buildpack.id / name
         meta_path = base / f"{key}.json"
@@ -153,6 +156,7 @@ class BuildContext(DetectContext):
                 self.log(f"reusing layer {name} ({key[:12]})")
                 self.reused.append(name)
                 self.layers.append(cached)
+                self._added[name] = content
                 return content
             with atomic_dir(content) as tmp:
                 populate(tmp)
@@ -168,6 +172,7 @@ class BuildContext(DetectContext):
             old.unlink(missing_ok=True)
             shutil.rmtree(base / old.stem, ignore_errors=True)
         self.layers.append(layer)
+        self._added[name] = content
         return content
 
 
@@ -183,3 +188,9 @@ class Buildpack:
 
     def build(self, ctx: BuildContext) -> None:  # pragma: no cover - overridden
         raise PybuildError(f"buildpack {self.id} has no build step")
+
+    def process_argv(self, ctx: BuildContext, command: list[str]) -> list[str]:
+        """The argv the image runs for a command the user gave (`--entrypoint`, project.toml
+        processes), e.g. through this buildpack's launcher, which expands `$VAR` (images have no
+        shell). Called after `build`; it may add layers to `ctx`. Default: the command as given."""
+        return command

@@ -135,3 +135,12 @@ def test_usage_errors_exit_2(tmp_path):
     assert proc.returncode == 2 and "unknown output" in proc.stderr
     proc = pybuild("build", str(FLASK), "--no-such-flag", check=False)
     assert proc.returncode == 2
+
+
+def test_entrypoint_option_runs_console_scripts_and_expands_port(tmp_path):
+    # no shell in the image: the Python launcher finds gunicorn's console script and expands $PORT
+    out = tmp_path / "out"
+    build_image(FLASK, out, "ep", "--entrypoint", "gunicorn --bind 0.0.0.0:$PORT --workers 2 app:app")
+    with run_image(out, "ep", tmp_path) as app:
+        assert app.get("/").text.startswith("Hello from pybuild!")
+        assert f"Listening at: http://0.0.0.0:{app.port}" in app.output()

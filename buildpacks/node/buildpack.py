@@ -118,18 +118,21 @@ class NodeBuildpack(Buildpack):
         for w in ep.warnings:
             ctx.log(f"warning: {w}")
         ctx.log(f"start: {ep.rule}")
-        needs_launcher = any("$" in a for cmd in [ep.command, *ep.processes.values()] for a in cmd)
-        if needs_launcher:
+        ctx.add_process("web", self._argv(ctx, ep.command), default=True)
+        for name, cmd in ep.processes.items():
+            ctx.add_process(name, self._argv(ctx, cmd))
+
+    def process_argv(self, ctx: BuildContext, command: list[str]) -> list[str]:
+        """User commands (`--entrypoint`, project.toml processes): `node` is the shipped binary,
+        and $VAR goes through the launcher as in Procfile lines."""
+        return self._argv(ctx, command)
+
+    @staticmethod
+    def _argv(ctx: BuildContext, command: list[str]) -> list[str]:
+        if any("$" in a for a in command):
             src = Path(__file__).with_name("launch.js")
             ctx.layer("launcher", cache_key("launcher", src.read_bytes()),
                       lambda d: shutil.copyfile(src, d / "launch.js"), image_path=LAUNCHER_DIR)
-        ctx.add_process("web", self._argv(ep.command), default=True)
-        for name, cmd in ep.processes.items():
-            ctx.add_process(name, self._argv(cmd))
-
-    @staticmethod
-    def _argv(command: list[str]) -> list[str]:
-        if any("$" in a for a in command):
             return [NODE, f"{LAUNCHER_DIR}/launch.js", *command]
         return [NODE if command[0] == "node" else command[0], *command[1:]]
 

@@ -215,6 +215,11 @@ class PythonBuildpack(Buildpack):
                                f"but the run stack {ctx.stack.name} has {ctx.stack.provides.get('python')}")
         return stack
 
+    def process_argv(self, ctx: BuildContext, command: list[str]) -> list[str]:
+        """User commands (`--entrypoint`, project.toml processes) start like Procfile lines: the
+        launcher expands $VAR and finds console scripts of the dependencies."""
+        return self._argv(f"/usr/bin/python{ctx.stack.provides.get('python', DEFAULT_VERSION)}", command)
+
     @staticmethod
     def _argv(python: str, command: list[str]) -> list[str]:
         if command and command[0] in ("python", "python3") and not any("$" in a for a in command):

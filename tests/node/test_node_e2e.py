@@ -186,3 +186,7 @@ def test_entrypoint_option_for_an_app_no_rule_can_start(tmp_path):
     assert "cannot tell how to start this Node.js app" in err
     build(app, tmp_path / "oci", "--entrypoint", "node dist/main.js")
     assert answer(tmp_path / "oci", tmp_path).startswith("hello from node v24.")
+    # a $VAR in the user's command: no shell in the image, so it goes through the node launcher
+    summary = build(app, tmp_path / "oci2", "--entrypoint", "node dist/main.js --port=$PORT")
+    assert summary["config"]["Entrypoint"][:2] == ["/layers/node/runtime/bin/node", "/layers/node/launcher/launch.js"]
+    assert answer(tmp_path / "oci2", tmp_path).startswith("hello from node v24.")
