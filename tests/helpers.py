@@ -30,6 +30,15 @@ def require(tool: str) -> str:
     return path
 
 
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write {relative path: text} under `root` (folders made as needed); return `root`."""
+    for rel, text in files.items():
+        path = Path(root) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return Path(root)
+
+
 def tar_bytes(files: dict[str, bytes], gz: bool = False) -> bytes:
     """A tar (gzip-compressed when `gz`) holding `files` as given: names are not normalised, so
     tests can craft hostile entries."""

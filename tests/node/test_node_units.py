@@ -19,15 +19,11 @@ from builder.errors import PybuildError, VerificationError
 from buildpacks.node import entrypoint, managers, registry, runtime
 from buildpacks.node.buildpack import NodeBuildpack, load_package_json
 from buildpacks.node.semver import Version
+from helpers import write_tree as write
 
 APPS = Path(__file__).parent / "apps"
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
 
 
 def detect(root: Path, env: dict | None = None):
